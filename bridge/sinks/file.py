@@ -1,0 +1,128 @@
+"""JSON-lines file sink: one event per line, exactly the contract fields, size-based rotation.
+
+Each batch is written, flushed and (by default) fsynced before the delivery loop advances the cursor, so a
+crash can only repeat the tail of the file (same ids), never lose it. A crash in the middle of a write can leave
+a partial last line; it is cut off at the next start, because its events are resent anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import structlog
+
+from bridge.config import FileSinkConfig
+from bridge.journal import Record
+from bridge.sinks.base import Delivered, Health, Outcome, Retry, Sink
+
+log = structlog.get_logger("bridge.sinks.file")
+
+
+class FileSink(Sink):
+    kind = "file"
+
+    def __init__(self, config: FileSinkConfig) -> None:
+        super().__init__(config.name)
+        self.config = config
+        self.path = Path(config.path)
+        self._fh: BinaryIO | None = None
+        self._size = 0
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "ab+")  # noqa: SIM115 - kept open for the life of the sink
+        size = fh.seek(0, os.SEEK_END)
+        if size:
+            fh.seek(max(0, size - 1))
+            if fh.read(1) != b"\n":
+                self._cut_partial_line(fh, size)
+                size = fh.seek(0, os.SEEK_END)
+        self._fh, self._size = fh, size
+
+    def _cut_partial_line(self, fh: BinaryIO, size: int) -> None:
+        # Scan back for the last newline in chunks; the torn tail is at most one event long in practice.
+        pos, chunk = size, 65536
+        keep = 0
+        while pos > 0:
+            start = max(0, pos - chunk)
+            fh.seek(start)
+            data = fh.read(pos - start)
+            nl = data.rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            pos = start
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
+        log.warning(
+            "removed a partial last line left by an interrupted write; its events are written again",
+            sink=self.name,
+            path=str(self.path),
+            bytes_removed=size - keep,
+        )
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._fh is not None:
+                fh, self._fh = self._fh, None
+                await asyncio.to_thread(fh.close)
+
+    async def health(self) -> Health:
+        directory = self.path.parent
+        if not os.access(directory, os.W_OK):
+            return Health(False, f"directory {directory} is not writable")
+        return Health(True, f"writing to {self.path}")
+
+    async def send(self, batch: Sequence[Record]) -> Outcome:
+        data = "".join([r.body + "\n" for r in batch]).encode("utf-8")
+        async with self._lock:
+            try:
+                await asyncio.to_thread(self._write, data)
+            except OSError as exc:
+                # Disk full or a vanished mount: the events stay in the journal until the file can be written.
+                return Retry(f"cannot write {self.path}: {exc.strerror or exc}")
+        return Delivered()
+
+    def _write(self, data: bytes) -> None:
+        if self._fh is None:
+            self._open()
+        if self._size and self._size + len(data) > self.config.rotate_bytes:
+            self._rotate()
+        fh = self._fh
+        assert fh is not None
+        try:
+            fh.write(data)
+            fh.flush()
+            if self.config.fsync:
+                os.fsync(fh.fileno())
+        except OSError:
+            # Whatever part reached the file is a torn line; reopen (which cuts it) before the retry.
+            self._fh = None
+            fh.close()
+            raise
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        assert self._fh is not None
+        self._fh.close()
+        self._fh = None
+        keep = self.config.keep_files
+        if keep == 0:
+            self.path.unlink(missing_ok=True)
+        else:
+            for n in range(keep - 1, 0, -1):
+                older = self.path.with_name(f"{self.path.name}.{n}")
+                if older.exists():
+                    older.replace(self.path.with_name(f"{self.path.name}.{n + 1}"))
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        log.info("rotated event file", sink=self.name, path=str(self.path), keep_files=keep)
+        self._open()
