@@ -42,12 +42,13 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Final, NoReturn
 
 from aiohttp import web
 
-__all__ = ["CODE_TABLE", "DEFAULT_TOKEN", "HEALTH_STATES", "HecSim", "RequestRecord", "main"]
+__all__ = ["CODE_TABLE", "DEFAULT_MAX_EVENT_SIZE", "DEFAULT_TOKEN", "HEALTH_STATES", "HecSim", "RequestRecord", "main"]
 
 DEFAULT_TOKEN: Final = "sim-hec-token"
 
@@ -98,20 +99,24 @@ HEALTH_STATES: Final[dict[str, int]] = {
 #: not listed (502, 504, 408, ...) come from proxies in front of HEC and get a plain-text body, no code.
 _DEFAULT_CODE_FOR_STATUS: Final[dict[int, int]] = {200: 0, 500: 8, 503: 9, 429: 26}
 
-#: §4 item 3 / §3.2: the limits.conf default for maxEventSize (5 MiB), checked on decompressed events.
+#: §2.4: inputs.conf maxEventSize default (5 MiB), checked on each decompressed event (§1.4).
 DEFAULT_MAX_EVENT_SIZE: Final = 5_242_880
 
 _EVENT_PATHS: Final = ("/services/collector", "/services/collector/event", "/services/collector/event/1.0")
 _RAW_PATHS: Final = ("/services/collector/raw", "/services/collector/raw/1.0")
 _ACK_PATH: Final = "/services/collector/ack"
 _HEALTH_PATHS: Final = ("/services/collector/health", "/services/collector/health/1.0")
+_METHOD_OF_PATH: Final[dict[str, str]] = {
+    **dict.fromkeys((*_EVENT_PATHS, *_RAW_PATHS, _ACK_PATH), "POST"),
+    **dict.fromkeys(_HEALTH_PATHS, "GET"),
+}
 
 # §1.3: a channel "must be a GUID/UUID formatted value"; the canonical 8-4-4-4-12 hex form only.
 _GUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 # §2.1: ``time`` may be a number or a numeric string (Splunk's own loggers send strings).
 _NUMERIC_RE: Final = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 # JSON insignificant whitespace, skipped between concatenated envelopes (§2.2: none or "\n" in practice).
-_WS_MATCH: Final = re.compile(r"[ \t\n\r]*").match
+_WS: Final = frozenset(" \t\n\r")
 
 _MISSING: Final = object()
 _LIMIT_REACHED: Final = -1  # internal "error code": an injected partial failure stopped the batch
@@ -131,11 +136,13 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _hec_body(code: int, **extra: int) -> bytes:
+def _hec_body(code: int, invalid_event_number: int | None = None, ack_id: int | None = None) -> bytes:
     """The reply body of §3.1: ``{"text":...,"code":N}`` plus ``invalid-event-number`` / ``ackId``."""
     body: dict[str, Any] = {"text": CODE_TABLE[code][1], "code": code}
-    for key, value in extra.items():
-        body["invalid-event-number" if key == "invalid_event_number" else key] = value
+    if invalid_event_number is not None:
+        body["invalid-event-number"] = invalid_event_number
+    if ack_id is not None:
+        body["ackId"] = ack_id
     return _dumps(body)
 
 
@@ -226,8 +233,8 @@ class HecSim:
         for t in ack_tokens:
             self._tokens[t] = _Token(ack=True)
         self.default_index = default_index
-        # §2.1: index must be in the token's allowed list when one is set; the token's default index is
-        # always allowed (Splunk requires the default to be one of the allowed indexes).
+        # §2.1: index must be in the token's allowed list when one is set, else code 7. The token's
+        # default index counts as allowed [INF]: events without an index land there anyway.
         self.allowed_indexes: frozenset[str] | None = (
             None if allowed_indexes is None else frozenset(allowed_indexes) | {default_index}
         )
@@ -242,20 +249,27 @@ class HecSim:
         #: Called synchronously with each envelope as it is indexed (the CLI prints with it). Must not raise.
         self.on_index: Callable[[dict[str, Any]], None] | None = None
 
-        # --- fault injection -------------------------------------------------------------------------
+        # --- fault injection (settable at any time) --------------------------------------------------
+        #: Every event post and ack query gets 503/9 "Server is busy"; health reports 503/18.
         self.outage = False
+        #: The next N event posts: connection closed before the body is read (nothing indexed).
         self.drop_before_body = 0
+        #: The next N event posts: body read and indexed, then the connection closed without a reply.
         self.drop_after_body = 0
+        #: Seconds to wait, after processing, before answering any request.
         self.response_delay = 0.0
         self._health_status = "ok"
+        #: Returns a reason to refuse an envelope: HEC-style partial acceptance with 400/6.
         self.reject_event_if: Callable[[dict[str, Any]], str | None] | None = None
+        #: Seconds after an ackId is issued before ``/ack`` reports it true.
         self.ack_delay = 0.0
+        #: ackIds issued while this is True never report true (lost acks).
         self.ack_never = False
         #: Probability (0..1) that an event post is answered 503/9 without indexing, drawn from the
         #: seeded RNG so a run is reproducible. 0 disables it.
         self.busy_probability = 0.0
-        #: Reasons returned by ``reject_event_if``, as (position in ``indexed`` it would have had, reason).
-        self.rejections: list[tuple[int, str]] = []
+        #: Envelopes refused by ``reject_event_if``, with the reason it gave, in order.
+        self.rejections: list[tuple[dict[str, Any], str]] = []
 
         self._faults: deque[list[Any]] = deque()  # [remaining, _Fault]
         self._channels: dict[str, _Channel] = {}
@@ -287,9 +301,7 @@ class HecSim:
         # auto_decompress=False: §1.4 says the size limit applies to the compressed bytes and only gzip is
         # accepted, so the simulator must see the wire body and decode it itself. No access log: the
         # benchmark pushes tens of thousands of events per second through here.
-        runner = web.AppRunner(
-            app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=1.0
-        )
+        runner = web.AppRunner(app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:
@@ -492,12 +504,16 @@ class HecSim:
         *,
         status: int | None = None,
         headers: dict[str, str] | None = None,
-        **extra: int,
+        invalid_event_number: int | None = None,
+        ack_id: int | None = None,
     ) -> web.Response:
         http_status = CODE_TABLE[code][0] if status is None else status
         rec.status = http_status
         rec.code = code
-        body = _SUCCESS_BODY if code == 0 and not extra else _hec_body(code, **extra)
+        if code == 0 and invalid_event_number is None and ack_id is None:
+            body = _SUCCESS_BODY
+        else:
+            body = _hec_body(code, invalid_event_number, ack_id)
         return web.Response(status=http_status, body=body, content_type=_JSON_CT, headers=headers)
 
     @staticmethod
@@ -506,14 +522,31 @@ class HecSim:
         rec.code = None
         return web.Response(status=status, text=text, headers=headers)
 
-    def _fault_reply(self, rec: RequestRecord, fault: _Fault, **extra: int) -> web.Response:
+    def _fault_reply(
+        self,
+        rec: RequestRecord,
+        fault: _Fault,
+        *,
+        invalid_event_number: int | None = None,
+        ack_id: int | None = None,
+    ) -> web.Response:
         headers = None
         if fault.retry_after is not None:
             headers = {"Retry-After": _format_retry_after(fault.retry_after)}
         if fault.code is None:
-            reason = web.Response(status=fault.status).reason
+            try:
+                reason = HTTPStatus(fault.status).phrase
+            except ValueError:
+                reason = "Error"
             return self._plain(rec, fault.status, f"{fault.status} {reason}", headers)
-        return self._reply(rec, fault.code, status=fault.status, headers=headers, **extra)
+        return self._reply(
+            rec,
+            fault.code,
+            status=fault.status,
+            headers=headers,
+            invalid_event_number=invalid_event_number,
+            ack_id=ack_id,
+        )
 
     @staticmethod
     def _drop(request: web.Request, rec: RequestRecord) -> web.Response:
@@ -526,23 +559,30 @@ class HecSim:
             transport.close()
         return web.Response(status=204)
 
-    def _decode_body(self, request: web.Request, wire: bytes, rec: RequestRecord) -> bytes | web.Response:
-        """§1.4: gzip is the only content coding HEC accepts; others get 415 (as Vector and OTel do)."""
+    def _decode_body(self, request: web.Request, wire: bytes, rec: RequestRecord) -> tuple[bytes, int | None]:
+        """Undo the content coding and record the body; returns (body, None) or (wire, failure status).
+
+        §1.4: gzip is the only content coding HEC accepts; others get 415 (as Vector and OTel do). An
+        undecodable gzip body is "Invalid data format" [INF]. The caller answers the failure only after
+        authentication, which takes precedence over anything about the body (§7).
+        """
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
-        if encoding in ("", "identity"):
-            body = wire
-        elif encoding == "gzip":
+        body, failure = wire, None
+        if encoding == "gzip":
             try:
                 body = gzip.decompress(wire)
             except (OSError, EOFError, zlib.error):
-                if self.record_bodies:
-                    rec.body_bytes = wire
-                return self._reply(rec, 6)  # undecodable body: "Invalid data format" [INF]
-        else:
-            return self._plain(rec, 415, "Unsupported Content-Encoding: only gzip is supported")
+                failure = 400
+        elif encoding not in ("", "identity"):
+            failure = 415
         if self.record_bodies:
             rec.body_bytes = body
-        return body
+        return body, failure
+
+    def _encoding_failure(self, rec: RequestRecord, failure: int) -> web.Response:
+        if failure == 415:
+            return self._plain(rec, 415, "Unsupported Content-Encoding: only gzip is supported")
+        return self._reply(rec, 6)
 
     def _check_channel(self, channel: str | None) -> int | None:
         if not channel:
@@ -586,7 +626,9 @@ class HecSim:
         default_index = self.default_index
         max_event = self.max_event_size
         end_of_text = len(text)
-        pos = _WS_MATCH(text, 0).end()
+        pos = 0
+        while pos < end_of_text and text[pos] in _WS:
+            pos += 1
         count = 0
         while pos < end_of_text:
             if limit is not None and count >= limit:
@@ -605,13 +647,15 @@ class HecSim:
             if reject is not None:
                 reason = reject(obj)
                 if reason is not None:
-                    self.rejections.append((len(indexed), reason))
+                    self.rejections.append((obj, reason))
                     return count, 6
             indexed.append(obj)
             if on_index is not None:
                 on_index(obj)
             count += 1
-            pos = _WS_MATCH(text, end).end()
+            pos = end
+            while pos < end_of_text and text[pos] in _WS:
+                pos += 1
         return count, None
 
     @staticmethod
@@ -723,6 +767,7 @@ class HecSim:
             return self._plain(
                 rec, 413, f"Content-Length of {len(wire)} too large (maximum is {self.max_content_length})"
             )
+        body, failure = self._decode_body(request, wire, rec)
         # Server-side trouble comes before anything about the request itself.
         if self.outage or (self.busy_probability > 0 and self._rng.random() < self.busy_probability):
             return self._reply(rec, 9)
@@ -742,9 +787,8 @@ class HecSim:
             if bad is not None:
                 return self._reply(rec, bad)
 
-        body = self._decode_body(request, wire, rec)
-        if isinstance(body, web.Response):
-            return body
+        if failure is not None:
+            return self._encoding_failure(rec, failure)
         if not body.strip():
             return self._reply(rec, 5)  # §5.4: the empty-POST probe of hass-splunk and Firehose
 
@@ -772,13 +816,12 @@ class HecSim:
             # §3.1: 0-based number of the first event not accepted; the ones before it are indexed.
             return self._reply(rec, err, invalid_event_number=count)
 
-        extra: dict[str, int] = {}
         if token.ack:
             assert channel is not None
-            rec.ack_id = extra["ackId"] = self._assign_ack(channel)
+            rec.ack_id = self._assign_ack(channel)
         if fault is not None:  # 2xx fault: processed normally, different code (e.g. 24/25 warnings)
-            return self._fault_reply(rec, fault, **extra)
-        return self._reply(rec, 0, **extra)
+            return self._fault_reply(rec, fault, ack_id=rec.ack_id)
+        return self._reply(rec, 0, ack_id=rec.ack_id)
 
     async def _handle_ack(self, request: web.Request) -> web.Response:
         channel = self._channel_of(request)
@@ -789,9 +832,8 @@ class HecSim:
             await asyncio.sleep(self.response_delay)
         return resp
 
-    def _process_ack(
-        self, request: web.Request, rec: RequestRecord, wire: bytes, channel: str | None
-    ) -> web.Response:
+    def _process_ack(self, request: web.Request, rec: RequestRecord, wire: bytes, channel: str | None) -> web.Response:
+        body, failure = self._decode_body(request, wire, rec)
         if self.outage:
             return self._reply(rec, 9)
         try:
@@ -803,9 +845,8 @@ class HecSim:
         bad = self._check_channel(channel)
         if bad is not None:
             return self._reply(rec, bad)
-        body = self._decode_body(request, wire, rec)
-        if isinstance(body, web.Response):
-            return body
+        if failure is not None:
+            return self._encoding_failure(rec, failure)
         if not body.strip():
             return self._reply(rec, 5)
         # §4 item 4: {"acks":[0,1,2]}. Anything else is "Invalid data format" [INF].
@@ -851,10 +892,8 @@ class HecSim:
             try:
                 self._authenticate(request)
             except _AuthError as exc:
-                if exc.code == 1:
-                    return self._reply(rec, 22)
-                if exc.code != 16:
-                    return self._reply(rec, 21)
+                # disabled -> 22; query-string auth not allowed stays 16; missing/malformed/unknown -> 21.
+                return self._reply(rec, {1: 22, 16: 16}.get(exc.code, 21))
         # An outage means the queues are full, which is what health reports (18) [INF]; its 503 matches
         # the 503/9 the data endpoints give meanwhile.
         code = 18 if self.outage else HEALTH_STATES[self._health_status]
@@ -862,10 +901,7 @@ class HecSim:
 
     async def _handle_other(self, request: web.Request) -> web.Response:
         rec = self._record(request, self._channel_of(request))
-        known = {p: "POST" for p in (*_EVENT_PATHS, *_RAW_PATHS, _ACK_PATH)} | dict.fromkeys(
-            _HEALTH_PATHS, "GET"
-        )
-        allowed = known.get(request.path)
+        allowed = _METHOD_OF_PATH.get(request.path)
         if allowed is not None:
             return self._plain(rec, 405, "405: Method Not Allowed", {"Allow": allowed})
         return self._plain(rec, 404, "404: Not Found")
@@ -884,9 +920,11 @@ def _print_envelope(env: dict[str, Any]) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
+    tokens: list[str] = args.token or [DEFAULT_TOKEN]
+    ack_tokens: list[str] = args.ack_token or []
     sim = HecSim(
-        tokens=args.token or (DEFAULT_TOKEN,),
-        ack_tokens=args.ack_token or (),
+        tokens=tokens,
+        ack_tokens=ack_tokens,
         default_index=args.index,
         allowed_indexes=args.allowed_index,
         max_content_length=args.max_content_length,
@@ -898,15 +936,17 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # no signal handlers on some platforms
         loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with sim:
+    await sim.start(args.host, args.port)
+    try:
         # Never print token values (operations rule); say how many there are.
-        n_tokens = len(sim._tokens)
         sys.stdout.write(
             f"HEC simulator listening on {sim.url}/services/collector/event "
-            f"({n_tokens} token(s), index {args.index}); Ctrl-C to stop\n"
+            f"({len(tokens)} token(s), {len(ack_tokens)} with ack, index {args.index}); Ctrl-C to stop\n"
         )
         sys.stdout.flush()
         await stop.wait()
+    finally:
+        await sim.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -922,10 +962,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-content-length", type=int, default=1_000_000)
     parser.add_argument("--quiet", action="store_true", help="do not print indexed events")
     args = parser.parse_args(argv)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop it
         asyncio.run(_serve(args))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
