@@ -44,7 +44,7 @@ from urllib.parse import unquote
 import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
-__all__ = ["HubitatSim", "main"]
+__all__ = ["HubitatSim", "default_devices", "main"]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -292,6 +292,7 @@ class _Device:
     capabilities: list[Any]  # interleaved /devices/<id> form
     commands: list[str]  # duplicates included (device 176 quirk)
     junk_position: int  # where the junk dataType/values keys sit in the /devices/all map
+    last_event: float | None = None  # overrides `date` once the device produced an event (formatted lazily)
     history: deque[tuple[float, str, str | None, str | None]] = field(default_factory=lambda: deque(maxlen=100))
 
 
@@ -661,7 +662,7 @@ class HubitatSim:
         app.router.add_get("/hub/advanced/{name}", self._handle_hub_advanced)
         app.router.add_post("/hub/reboot", self._handle_hub_reboot)
         app.router.add_get("/hub/reboot", self._handle_hub_reboot_get, allow_head=False)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5, handler_cancellation=True)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()
@@ -747,7 +748,8 @@ class HubitatSim:
         ``isStateChange`` default) and ``False`` is returned; pass ``is_state_change=True`` to force it (as
         button drivers do). ``push=False`` changes state silently (a missed event). Unknown attributes are
         created on the fly with an inferred dataType. Publishing only enqueues (cheap); per-socket sender tasks
-        and one POST worker do the I/O. Returns whether an event was generated.
+        and one POST worker do the I/O. Returns whether an event was generated. Call from the event-loop
+        thread.
         """
         dev = self._devices[str(device_id)]
         attr = dev.attributes.get(attribute)
@@ -761,7 +763,7 @@ class HubitatSim:
             return False
         attr.value = new
         now = time.time()
-        dev.date = _hub_date(now)
+        dev.last_event = now
         text = _wire_string(new)
         ev_unit = unit if unit is not None else attr.unit
         dev.history.append((now, attribute, text, ev_unit))
@@ -962,7 +964,7 @@ class HubitatSim:
         for task in sock.tasks:
             task.cancel()
         try:
-            async with asyncio.timeout(0.5):
+            async with asyncio.timeout(0.2):  # a client that is not reading must not hold up stop()
                 await sock.ws.close(code=WSCloseCode.GOING_AWAY)
         except (TimeoutError, ConnectionError, RuntimeError):
             pass
@@ -1019,16 +1021,17 @@ class HubitatSim:
                         await ws.send_str(frame[cut:])
                     else:
                         await ws.send_str(frame)
-        except ConnectionError:
-            pass
+        except (ConnectionError, RuntimeError):
+            pass  # peer went away; the handler's reader notices and cleans up
         finally:
+            sock.dead = True  # stop queueing frames nobody will send
             queue.clear()
             sock.idle.set()
 
     async def _pinger(self, sock: _EventSocket) -> None:
         # Server-initiated pings (node-red expects one every 120 s, ref §2.3); interval is re-read each round so
         # tests may switch it on/off at any time.
-        with contextlib.suppress(ConnectionError):
+        with contextlib.suppress(ConnectionError, RuntimeError):
             while True:
                 interval = self.ping_interval
                 if interval is None or interval <= 0:
@@ -1373,7 +1376,7 @@ class HubitatSim:
             "label": dev.label,
             "type": dev.type,
             "id": dev.id,
-            "date": dev.date,
+            "date": dev.date if dev.last_event is None else _hub_date(dev.last_event),
             "model": dev.model,
             "manufacturer": dev.manufacturer,
             "room": dev.room,
