@@ -37,6 +37,7 @@ from bridge.config import HubitatHubConfig
 from bridge.errors import HubAuthError, HubError, HubProtocolError, HubUnavailable, JournalError, JournalFull
 from bridge.events import Kind, Reading, SourceName
 from bridge.pipeline import Pipeline
+from bridge.sources.streams import DualStreamMatcher
 
 log = structlog.get_logger("bridge.sources.hubitat")
 
@@ -198,20 +199,38 @@ def _reason(exc: BaseException) -> str:
     return text.split("?access_token=")[0]
 
 
+def _cut_short(exc: json.JSONDecodeError, buffer: str) -> bool:
+    """Whether a parse error means "the rest comes in the next frame" rather than "this is not JSON".
+
+    A frame cut inside a string fails as "Unterminated string" (the string runs to the end of the buffer); a cut
+    inside a literal (``nul``), a number or an escape (``\\u00``) fails a few characters before the end; any
+    other cut fails at the very end. A wrong guess heals itself: once the next frame is appended the error
+    moves away from the end, and the garbage is then skipped as malformed.
+    """
+    return exc.msg.startswith("Unterminated string") or exc.pos >= len(buffer.rstrip()) - 6
+
+
 def _snippet(text: str, n: int = 80) -> str:
     flat = " ".join(text.split())
     return repr(flat[:n] + ("..." if len(flat) > n else ""))
 
 
 class _Backoff:
-    """Capped exponential backoff with full jitter (AWS "full jitter"): uniform(0, min(cap, base * 2**n))."""
+    """Capped exponential backoff with jitter: uniform(base, min(cap, base * 2**n)), never above ``cap``.
+
+    The floor of ``base`` keeps a hub that fails fast from being hammered; a ``cap`` below ``base`` (a short
+    ``backoff_max``) wins over the floor.
+    """
 
     def __init__(self, base: float, cap: float) -> None:
         self.base, self.cap, self.failures = base, cap, 0
 
     def next(self) -> float:
         self.failures += 1
-        return random.uniform(self.base, max(self.base, min(self.cap, self.base * 2**self.failures)))
+        low = min(self.base, self.cap)
+        # The exponent is bounded: 2.0**1100 does not fit a float, and a long outage must not crash the loop.
+        high = min(self.cap, self.base * 2.0 ** min(self.failures, 62))
+        return random.uniform(low, max(low, high))
 
     def reset(self) -> None:
         self.failures = 0
@@ -239,6 +258,13 @@ class HubitatSource:
         self._queue: asyncio.Queue[RawReading] = asyncio.Queue(INGEST_QUEUE)
         # When a push last updated each attribute: a poll that started earlier must not overwrite it.
         self._pushed_at: dict[tuple[str, str, str], float] = {}
+        # eventsocket and POST-URL carry the same stream; recognise the second copy of each event.
+        self._matcher = DualStreamMatcher(enabled=cfg.eventsocket and cfg.webhook_secret is not None)
+        # Pushed readings queued and committed so far: a POST that is a copy of a queued eventsocket event is
+        # answered only once that event is committed (never acknowledge before commit).
+        self._enqueued = 0
+        self._committed = 0
+        self._progress = asyncio.Condition()
         self._hub_online: bool | None = None
         self._last_auth_log = 0.0
         self.polls = 0
@@ -334,7 +360,9 @@ class HubitatSource:
                 r for r in readings if self._pushed_at.get((r.kind, r.device_id or "", r.attribute), 0) < started
             ]
             readings.append(self._status_reading(True, None, now))
-            await self.pipeline.ingest(self.name, HUB_TYPE, readings)
+            for ev in await self.pipeline.ingest(self.name, HUB_TYPE, readings):
+                if ev.kind != "bridge":
+                    self._matcher.note_polled((ev.kind, ev.device_id or "", ev.attribute), ev.value)
             self.polls += 1
             if self._hub_online is not True:
                 self._log.info("hub online", devices=len(devices), source=source)
@@ -536,7 +564,7 @@ class HubitatSource:
                 obj, pos = decoder.raw_decode(buffer, pos)
             except ValueError as exc:
                 rest = buffer[pos:]
-                if exc.args and isinstance(exc, json.JSONDecodeError) and exc.pos >= len(buffer.rstrip()) - 1:
+                if isinstance(exc, json.JSONDecodeError) and _cut_short(exc, buffer):
                     if len(rest) > MAX_FRAME_BUFFER:
                         self._log.warning("dropped an eventsocket message over 1 MiB", size=len(rest))
                         return ""
@@ -585,11 +613,15 @@ class HubitatSource:
         )
 
     async def _enqueue(self, reading: RawReading) -> None:
-        self._pushed_at[(reading.kind, reading.device_id or "", reading.attribute)] = time.monotonic()
+        key = (reading.kind, reading.device_id or "", reading.attribute)
+        if self._matcher.is_copy("eventsocket", key, reading.raw):
+            return
+        self._pushed_at[key] = time.monotonic()
         if reading.kind == "hub" and reading.attribute == "systemStart":
             # The hub rebooted: whatever changed during the reboot is only visible to a poll.
             self._log.info("hub restarted", build=reading.raw)
             self.request_reconcile()
+        self._enqueued += 1
         await self._queue.put(reading)
 
     async def _ingest_loop(self) -> None:
@@ -602,6 +634,9 @@ class HubitatSource:
             while True:
                 try:
                     await self.pipeline.ingest(self.name, HUB_TYPE, readings)
+                    async with self._progress:
+                        self._committed += len(batch)
+                        self._progress.notify_all()
                     break
                 except JournalFull:
                     # Hold the stream (the socket backs up into TCP) rather than drop; polls catch up later.
@@ -676,7 +711,17 @@ class HubitatSource:
             description=_text(content.get("descriptionText")),
             time=time.time(),
         )
-        self._pushed_at[(raw.kind, raw.device_id or "", raw.attribute)] = time.monotonic()
+        key = (raw.kind, raw.device_id or "", raw.attribute)
+        if self._matcher.is_copy("webhook", key, raw.raw):
+            # The eventsocket already brought this event; answer once it is committed.
+            target = self._enqueued
+            try:
+                async with asyncio.timeout(30), self._progress:
+                    await self._progress.wait_for(lambda: self._committed >= target)
+            except TimeoutError:
+                return 503, "journal busy"
+            return 200, "OK"
+        self._pushed_at[key] = time.monotonic()
         if kind == "hub" and name == "systemStart":
             self._log.info("hub restarted", build=raw.raw)
             self.request_reconcile()
