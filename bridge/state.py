@@ -77,6 +77,11 @@ class Differ:
         for r in readings:
             key = (hub, r.kind, r.device_id or "", r.attribute)
             entry = values.get(key)
+            # Fast path for the common case of a re-poll: same value, same type (no function call).
+            if entry is not None and not r.momentary:
+                old = entry[0]
+                if old.__class__ is r.value.__class__ and old == r.value:
+                    continue
             if r.momentary:
                 recent = self._recent_momentary.get(key)
                 if (
