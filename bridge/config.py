@@ -53,6 +53,8 @@ def parse_duration(value: Any) -> float:
         return float(value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            return float(text)  # a bare number of seconds, e.g. from ${POLL_INTERVAL:-30}
         pos, total = 0, 0.0
         for m in _DURATION_RE.finditer(text):
             if m.start() != pos:
@@ -114,7 +116,7 @@ class Secret:
             raise ValueError("a secret needs exactly one of a value or a file")
         self._value = value
         self._path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._cache: str | None = None
         if value is not None:
             KNOWN_SECRETS.add(value)
@@ -129,7 +131,8 @@ class Secret:
             return self._value
         assert self._path is not None
         st = self._path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
+        # A rotation by rename changes the inode even when size and mtime tick look the same.
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp != self._stamp or self._cache is None:
             text = self._path.read_text(encoding="utf-8").strip()
             self._cache, self._stamp = text, stamp
@@ -427,7 +430,9 @@ def _walk_values(data: Any, path: PathT = ()) -> Iterator[tuple[PathT, Any, Any]
                 yield (*path, i), data, i
 
 
-def _prepare(data: Any, base_dir: Path, env: dict[str, str], problems: list[tuple[PathT, str]]) -> None:
+def _prepare(
+    data: Any, base_dir: Path, env: dict[str, str], problems: list[tuple[PathT, str]], substituted: set[PathT]
+) -> None:
     """Substitute ${ENV}, turn <secret>_file keys into Secret objects and resolve relative paths, in place."""
     for path, container, key in list(_walk_values(data)):
         value = container[key]
@@ -443,6 +448,7 @@ def _prepare(data: Any, base_dir: Path, env: dict[str, str], problems: list[tupl
                 return ""
 
             value = container[key] = _ENV_RE.sub(sub, value)
+            substituted.add(path)
         if not isinstance(key, str):
             continue
         if key in PATH_KEYS and isinstance(value, str) and value:
@@ -468,7 +474,25 @@ def _prepare(data: Any, base_dir: Path, env: dict[str, str], problems: list[tupl
             container[plain] = Secret(path=file)
 
 
-def _problem_text(err: Any) -> str:
+def _duplicate_names(data: dict[str, Any], problems: list[tuple[PathT, str]]) -> None:
+    """Names must be unique per section; report the duplicate at its own line and key path."""
+    for what in ("hubs", "sinks"):
+        items = data.get(what)
+        if not isinstance(items, list):
+            continue
+        first: dict[str, int] = {}
+        for i, item in enumerate(items):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str):
+                continue
+            if name in first:
+                msg = f"the name {name!r} is already used by {what}[{first[name]}]; names must be unique"
+                problems.append(((what, i, "name"), msg))
+            else:
+                first[name] = i
+
+
+def _problem_text(err: Any, echo: bool = True) -> str:
     msg: str = err["msg"]
     typ: str = err["type"]
     if typ == "extra_forbidden":
@@ -484,6 +508,9 @@ def _problem_text(err: Any) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     inp = err.get("input")
+    if not echo:
+        # The value came from ${...}: it may be a secret put under the wrong key, so never repeat it.
+        return msg.split(", got ")[0] + " (value from an environment variable, not shown)"
     if typ.endswith(("_type", "_parsing")) and not isinstance(inp, dict | list | Secret):
         return f"{msg[0].lower()}{msg[1:]}, got {inp!r}"
     return msg
@@ -509,14 +536,16 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     if not isinstance(data, dict):
         raise ConfigError(name, ["expected a mapping of keys (state_dir, hubs, sinks...) at the top level"])
     problems: list[tuple[PathT, str]] = []
-    _prepare(data, file.parent.resolve(), dict(os.environ if env is None else env), problems)
+    substituted: set[PathT] = set()
+    _prepare(data, file.parent.resolve(), dict(os.environ if env is None else env), problems, substituted)
+    _duplicate_names(data, problems)
     if not problems:
         try:
             cfg = BridgeConfig.model_validate(data)
         except ValidationError as exc:
             for err in exc.errors():
                 loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
-                problems.append((loc, _problem_text(err)))
+                problems.append((loc, _problem_text(err, echo=loc not in substituted)))
         else:
             return cfg.model_copy(update={"source_file": file.resolve()})
 

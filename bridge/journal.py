@@ -9,6 +9,7 @@ window (group commit), and no caller is told "done" before its transaction is du
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -218,6 +219,14 @@ class Journal:
                 )
             raise JournalFull(f"journal holds {self._bytes} undelivered bytes (max {self.max_bytes})")
 
+    async def barrier(self) -> None:
+        """Wait until every append queued before this call has been committed or has failed."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Append([], [], fut))
+        self._wake.set()
+        with contextlib.suppress(JournalError):
+            await fut
+
     async def run(self) -> None:
         """The committer task: gathers appends for ``commit_window`` and commits them in one transaction."""
         while not self._closed:
@@ -377,7 +386,8 @@ class Journal:
 
         await self._call(_advance)
         self._cursors[sink] = seq
-        await self.trim()
+        # When the log is full no new event (so no later advance) may come to trim it: free room now.
+        await self.trim(force=self.full)
 
     async def trim(self, *, force: bool = False) -> None:
         """Delete events every sink has passed. Runs at most once a second unless forced."""

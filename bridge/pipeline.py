@@ -43,6 +43,9 @@ class Pipeline:
         try:
             await self.journal.append(events, rows)
         except JournalError:
+            # Other ingests may be waiting in the next commit with their in-memory updates; let them settle
+            # first, so the reload sees their values and no change is emitted twice.
+            await self.journal.barrier()
             self.differ.reset(await self.journal.load_state())
             raise
         self.ingested += len(events)

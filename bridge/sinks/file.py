@@ -32,9 +32,15 @@ class FileSink(Sink):
         self._fh: BinaryIO | None = None
         self._size = 0
         self._lock = asyncio.Lock()
+        self._open_error: str | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._open)
+        try:
+            await asyncio.to_thread(self._open)
+        except OSError as exc:
+            # Not fatal: send() opens the file again and returns Retry until it can; events wait in the journal.
+            self._open_error = f"cannot open {self.path}: {exc.strerror or exc}"
+            log.error("cannot open the event file; events wait in the journal", sink=self.name, error=self._open_error)
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,6 +52,7 @@ class FileSink(Sink):
                 self._cut_partial_line(fh, size)
                 size = fh.seek(0, os.SEEK_END)
         self._fh, self._size = fh, size
+        self._open_error = None
 
     def _cut_partial_line(self, fh: BinaryIO, size: int) -> None:
         # Scan back for the last newline in chunks; the torn tail is at most one event long in practice.
@@ -78,6 +85,10 @@ class FileSink(Sink):
 
     async def health(self) -> Health:
         directory = self.path.parent
+        if self._open_error is not None and self._fh is None:
+            return Health(False, self._open_error)
+        if self.path.is_dir():
+            return Health(False, f"{self.path} is a directory")
         if not os.access(directory, os.W_OK):
             return Health(False, f"directory {directory} is not writable")
         return Health(True, f"writing to {self.path}")
