@@ -30,11 +30,11 @@ class Server:
         self.app = app
 
     async def start(self) -> None:
-        # No access log: the POST-URL path carries the webhook secret.
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # No access log: the POST-URL path carries the webhook secret. A short shutdown timeout: on stop, a POST
+        # in flight gets a few seconds to commit, not a minute (set on the runner: aiohttp deprecates it on sites).
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await self._runner.setup()
-        # A short shutdown timeout: on stop, a POST in flight gets a few seconds to commit, not a minute.
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True, shutdown_timeout=5.0)
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
         if self.port == 0:
             self.port = int(self._runner.addresses[0][1])

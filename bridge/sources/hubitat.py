@@ -55,6 +55,9 @@ MAX_FRAME_BUFFER = 1024 * 1024
 INGEST_QUEUE = 10_000
 INGEST_BATCH = 2_000
 RELEARN_AFTER = 3600.0
+# An identical eventsocket frame within this many seconds is the hub repeating itself, not a second event
+# (the diff treats two identical momentary events this close together the same way).
+REPEAT_WINDOW = 1.0
 
 
 def _ssl_context(cfg: HubitatHubConfig) -> ssl.SSLContext | bool:
@@ -144,9 +147,12 @@ class HubitatClient:
         self.limit = asyncio.Semaphore(cfg.max_concurrency)
         self.timeout = aiohttp.ClientTimeout(total=cfg.request_timeout)
 
-    async def get_json(self, path: str) -> Any:
-        """GET ``<base>/<path>`` and parse the body as JSON, whatever the Content-Type says (hubitat.md 1.1)."""
-        where = f"GET {path}"
+    async def get_json(self, path: str, *, shown: str | None = None) -> Any:
+        """GET ``<base>/<path>`` and parse the body as JSON, whatever the Content-Type says (hubitat.md 1.1).
+
+        ``shown`` replaces ``path`` in error texts when the path carries a secret (the POST-URL registration).
+        """
+        where = f"GET {shown or path}"
         async with self.limit:
             try:
                 async with self.session.get(
@@ -253,11 +259,16 @@ class HubitatSource:
         self._rooms: dict[str, str | None] = {}
         self._learn_lock = asyncio.Lock()
         self._learned_at: dict[str, float] = {}
+        # Attributes that /devices/all shows but the device's detail did not list when last fetched; None when
+        # that fetch failed (nothing is known then).
+        self._absent: dict[str, set[str] | None] = {}
         self._poll_lock = asyncio.Lock()
         self._reconcile = asyncio.Event()
         self._queue: asyncio.Queue[RawReading] = asyncio.Queue(INGEST_QUEUE)
         # When a push last updated each attribute: a poll that started earlier must not overwrite it.
         self._pushed_at: dict[tuple[str, str, str], float] = {}
+        # eventsocket frames of the last REPEAT_WINDOW seconds (JSON text -> when), oldest first.
+        self._recent_frames: dict[str, float] = {}
         # eventsocket and POST-URL carry the same stream; recognise the second copy of each event.
         self._matcher = DualStreamMatcher(enabled=cfg.eventsocket and cfg.webhook_secret is not None)
         # Pushed readings queued and committed so far: a POST that is a copy of a queued eventsocket event is
@@ -379,13 +390,12 @@ class HubitatSource:
         if not isinstance(attributes, dict):
             return []
         types = self._types.get(device_id)
-        missing = (
-            None
-            if types is None
-            else next((a for a in attributes if a not in types and a not in JUNK_ATTRIBUTE_KEYS), "")
-        )
+        missing = [] if types is None else [a for a in attributes if a not in types and a not in JUNK_ATTRIBUTE_KEYS]
         if types is None or missing:
-            types = await self._learn(device_id, missing or None)
+            # An attribute the last detail fetch did not already miss goes first: _learn fetches for it now.
+            absent = self._absent.get(device_id) or ()
+            need = next((a for a in missing if a not in absent), missing[0]) if missing else None
+            types = await self._learn(device_id, need)
         out = []
         for attribute, raw in attributes.items():
             if attribute in JUNK_ATTRIBUTE_KEYS and attribute not in types:
@@ -422,9 +432,11 @@ class HubitatSource:
     async def _learn(self, device_id: str, need: str | None = None) -> dict[str, str | None]:
         """Learn a device's attribute dataTypes from ``/devices/<id>``. One device at a time, spaced.
 
-        A device is asked at most once per ``RELEARN_AFTER`` even if an attribute stays unknown (some drivers
-        report attributes in /devices/all that their detail never lists), so an odd driver cannot make us
-        fetch its detail on every poll.
+        An attribute the device did not have at the last fetch (a driver update, a first ``sendEvent``) is
+        fetched for at once, so its values are typed from the start. But an attribute the detail did not list
+        at the last fetch (some drivers report attributes in /devices/all that their detail never lists), or a
+        fetch that failed, is asked again at most once per ``RELEARN_AFTER``, so an odd driver cannot make us
+        fetch its detail on every poll. A failed fetch keeps the types already known.
         """
         async with self._learn_lock:
             known = self._types.get(device_id)
@@ -432,7 +444,9 @@ class HubitatSource:
                 return known
             learned = self._learned_at.get(device_id)
             if known is not None and learned is not None and time.monotonic() - learned < RELEARN_AFTER:
-                return known
+                absent = self._absent.get(device_id)
+                if absent is None or need in absent:
+                    return known
             try:
                 detail = await self.client.get_json(f"devices/{quote(device_id, safe='')}")
             except HubProtocolError as exc:
@@ -452,6 +466,12 @@ class HubitatSource:
                     if isinstance(attr, dict) and isinstance(attr.get("name"), str) and attr["name"] not in types:
                         dt = attr.get("dataType")
                         types[attr["name"]] = dt if isinstance(dt, str) else None
+                before = self._absent.get(device_id) or set()
+                self._absent[device_id] = {a for a in (*before, need) if a is not None and a not in types}
+            else:
+                self._absent[device_id] = None
+                if known is not None:
+                    return known  # a failed fetch must not forget types: the values would change type
             self._types[device_id] = types
             await self.journal.set_meta(self.name, "types", self._types)
             return types
@@ -577,11 +597,29 @@ class HubitatSource:
                 pos = nxt
                 continue
             if isinstance(obj, dict):
+                if self._repeated_frame(obj):
+                    continue
                 reading = self._from_socket(obj)
                 if reading is not None:
                     await self._enqueue(reading)
             else:
                 self._log.warning("ignored an eventsocket frame that is not a JSON object", frame=_snippet(str(obj)))
+
+    def _repeated_frame(self, frame: dict[str, Any]) -> bool:
+        """The eventsocket sends some frames twice (hubitat.md 2.2): the same object again within a second.
+
+        The diff would drop the repeat anyway, but with POST-URL on too, a repeat counted as a second eventsocket
+        event would later swallow a real POST-URL change back to that value as its "copy".
+        """
+        now = time.monotonic()
+        text = json.dumps(frame, sort_keys=True, default=str)
+        recent = self._recent_frames
+        while recent and now - next(iter(recent.values())) > REPEAT_WINDOW:
+            del recent[next(iter(recent))]
+        if text in recent:
+            return True
+        recent[text] = now
+        return False
 
     def _from_socket(self, frame: dict[str, Any]) -> RawReading | None:
         name = _text(frame.get("name"))
@@ -738,17 +776,19 @@ class HubitatSource:
     async def _register_post_url(self) -> None:
         """Point Maker API's postURL at our listener (hubitat.md 1.2), retrying until the hub takes it."""
         assert self.cfg.advertise_url and self.cfg.webhook_secret
-        target = f"{self.cfg.advertise_url}/hubitat/{self.name}/{self.cfg.webhook_secret.get()}"
+        # The secret is one path segment of the URL the hub will POST to: quoted, so "/", "+", "?" or "#" (as in
+        # a base64 secret) survive; the listener's route decodes it back.
+        shown = f"{self.cfg.advertise_url}/hubitat/{self.name}/..."
+        target = f"{self.cfg.advertise_url}/hubitat/{self.name}/{quote(self.cfg.webhook_secret.get(), safe='')}"
         backoff = _Backoff(2.0, self.cfg.backoff_max)
         while True:
             try:
-                await self.client.get_json(f"postURL/{quote(target, safe='')}")
+                # The error text names the target without the secret: it goes to the logs.
+                await self.client.get_json(f"postURL/{quote(target, safe='')}", shown=f"postURL/{shown}")
             except HubError as exc:
                 delay = backoff.next()
                 self._log.warning("cannot register the POST-URL yet", error=str(exc), retry_in=round(delay, 1))
                 await asyncio.sleep(delay)
                 continue
-            self._log.info(
-                "registered the bridge as Maker API POST-URL", url=f"{self.cfg.advertise_url}/hubitat/{self.name}/..."
-            )
+            self._log.info("registered the bridge as Maker API POST-URL", url=shown)
             return
