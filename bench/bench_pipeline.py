@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bridge.config import load_config  # noqa: E402
-from bridge.events import Reading  # noqa: E402
-from bridge.runtime import Runtime  # noqa: E402
-from bridge.sim.hubitat import HubitatSim  # noqa: E402
-from bridge.state import Differ, StateRow  # noqa: E402
+from bridge.config import load_config
+from bridge.events import Reading
+from bridge.runtime import Runtime
+from bridge.sim.hubitat import HubitatSim
+from bridge.state import Differ, StateRow
 
 CONFIG = """\
 state_dir: {dir}/state

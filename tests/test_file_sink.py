@@ -95,7 +95,7 @@ async def wait_until(cond: Callable[[], bool], what: str, timeout: float = GUARD
     try:
         async with asyncio.timeout(timeout):
             # Polling on purpose: cursors and sink status live inside the code under test, with no event to wait on.
-            while not cond():  # noqa: ASYNC110
+            while not cond():
                 await asyncio.sleep(0.005)
     except TimeoutError:
         raise AssertionError(f"timed out waiting until {what}") from None

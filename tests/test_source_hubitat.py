@@ -43,7 +43,7 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, what:
     """Poll ``predicate`` until true; fail (not hang) after ``timeout``."""
     try:
         async with asyncio.timeout(timeout):
-            while not predicate():  # noqa: ASYNC110 - conditions span the sim, the bridge and files
+            while not predicate():
                 await asyncio.sleep(0.01)
     except TimeoutError:
         raise AssertionError(f"timed out waiting for {what or predicate}") from None

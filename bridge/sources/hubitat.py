@@ -118,7 +118,12 @@ def coerce(raw: Any, data_type: str | None) -> Any:
             return raw
     if isinstance(raw, dict | list):
         return raw
-    # ENUM, STRING, DATE, VECTOR3, COLOR_MAP and unknown types: the hub's text, as text.
+    if data_type is None and isinstance(raw, str):
+        # Type not known (the detail could not be fetched yet): a numeric text is almost always a NUMBER, and
+        # guessing it keeps the value stable when the real type arrives (no spurious "30.5" -> 30.5 change).
+        guessed = coerce(raw, "NUMBER")
+        return guessed if not isinstance(guessed, str) else raw
+    # ENUM, STRING, DATE, VECTOR3, COLOR_MAP: the hub's text, as text.
     return raw if isinstance(raw, str) else json.dumps(raw) if isinstance(raw, bool) else str(raw)
 
 
@@ -517,6 +522,7 @@ class HubitatSource:
     async def _eventsocket_loop(self) -> None:
         backoff = _Backoff(1.0, min(60.0, self.cfg.backoff_max))
         assert self._session is not None
+        down_since: float | None = None
         while True:
             try:
                 async with self._session.ws_connect(
@@ -527,7 +533,11 @@ class HubitatSource:
                     timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
                 ) as ws:
                     self.connected = True
-                    self._log.info("eventsocket connected")
+                    if down_since is None:
+                        self._log.info("eventsocket connected")
+                    else:
+                        self._log.info("eventsocket connected again", down_for=round(time.monotonic() - down_since, 1))
+                    down_since = None
                     backoff.reset()
                     # A stream is never trusted alone: whatever changed while it was down arrives as reconcile.
                     self.request_reconcile()
@@ -537,7 +547,13 @@ class HubitatSource:
             finally:
                 self.connected = False
             delay = backoff.next()
-            self._log.warning("eventsocket down; reconnecting", reason=reason, retry_in=round(delay, 1))
+            # One warning per outage; the retries of the same outage are debug, so a hub that is off for a day
+            # does not fill the journal with a line a minute.
+            if down_since is None:
+                down_since = time.monotonic()
+                self._log.warning("eventsocket down; reconnecting", reason=reason, retry_in=round(delay, 1))
+            else:
+                self._log.debug("eventsocket still down", reason=reason, retry_in=round(delay, 1))
             await asyncio.sleep(delay)
 
     async def _read_socket(self, ws: aiohttp.ClientWebSocketResponse) -> str:
@@ -635,6 +651,8 @@ class HubitatSource:
         elif source == "HUB" or name in HUB_EVENTS:
             kind, did = "hub", None
         elif source == "LOCATION":
+            if not self.cfg.location_events:
+                return None
             kind, did = "location", None
         else:
             return None  # APP events are app state, not device or location events
@@ -737,6 +755,8 @@ class HubitatSource:
         elif name in HUB_EVENTS:
             kind, did = "hub", None
         else:
+            if not self.cfg.location_events:
+                return 200, "ignored (location_events: false)"
             kind, did = "location", None
         raw = RawReading(
             kind=kind,
