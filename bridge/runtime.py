@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -130,17 +131,7 @@ class Runtime:
                 log.warning(
                     "sink not healthy at start; events wait in the journal", sink=sink.name, detail=health.detail
                 )
-            self.deliveries[sink.name] = Delivery(
-                sink,
-                self.journal,
-                max_events=opts.max_events,
-                max_bytes=opts.max_bytes,
-                max_wait=opts.max_wait,
-                retry_initial=opts.retry_initial,
-                retry_max=opts.retry_max,
-                send_timeout=opts.send_timeout,
-                max_in_flight=opts.max_in_flight,
-            )
+            self.deliveries[sink.name] = Delivery(sink, self.journal, **dataclasses.asdict(opts))
         await self.journal.register_sinks([s.name for s in self.sinks])
 
     async def _drain(self) -> None:

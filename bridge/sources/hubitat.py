@@ -615,7 +615,7 @@ class HubitatSource:
             if isinstance(obj, dict):
                 if self._repeated_frame(obj):
                     continue
-                reading = self._from_socket(obj)
+                reading = self._from_push(obj, "eventsocket")
                 if reading is not None:
                     await self._enqueue(reading)
             else:
@@ -637,34 +637,36 @@ class HubitatSource:
         recent[text] = now
         return False
 
-    def _from_socket(self, frame: dict[str, Any]) -> RawReading | None:
-        name = _text(frame.get("name"))
+    def _from_push(self, obj: dict[str, Any], channel: SourceName) -> RawReading | None:
+        """An eventsocket frame or a POST-URL ``content`` object as a reading; None if it is not for us.
+
+        Both carry the same keys (hubitat.md 1.4, 2.2). The eventsocket adds ``source`` and writes ``deviceId`` as
+        an int, 0 when not a device; POST-URL has no ``source`` and a string or null ``deviceId``.
+        """
+        name = _text(obj.get("name"))
         if not name:
             return None
-        source = _text(frame.get("source")) or ""
-        device_id = frame.get("deviceId")
-        # deviceId is an int, 0 when not a device (hubitat.md 2.2).
-        did = None if device_id in (None, 0, "0", "null") else str(device_id)
+        raw_id = obj.get("deviceId")
+        did = None if raw_id in (None, 0, "0", "null") else str(raw_id)
+        source = _text(obj.get("source")) or ("DEVICE" if did is not None else "LOCATION")
         kind: Kind
         if source == "DEVICE" and did is not None:
             kind = "device"
         elif source == "HUB" or name in HUB_EVENTS:
             kind, did = "hub", None
-        elif source == "LOCATION":
-            if not self.cfg.location_events:
-                return None
+        elif source == "LOCATION" and self.cfg.location_events:
             kind, did = "location", None
         else:
-            return None  # APP events are app state, not device or location events
+            return None  # APP events are app state; location events may be switched off
         return RawReading(
             kind=kind,
             device_id=did,
             attribute=name,
-            raw=_null(frame.get("value")),
-            source="eventsocket",
-            device=_text(frame.get("displayName")) if kind == "device" else None,
-            unit=_text(frame.get("unit")),
-            description=_text(frame.get("descriptionText")),
+            raw=_null(obj.get("value")),
+            source=channel,
+            device=_text(obj.get("displayName")) if kind == "device" else None,
+            unit=_text(obj.get("unit")),
+            description=_text(obj.get("descriptionText")),
             time=time.time(),
         )
 
@@ -747,28 +749,9 @@ class HubitatSource:
         if not isinstance(content, dict) or not isinstance(content.get("name"), str):
             self._log.warning("POST-URL body has no content object with a name; ignored", body=_snippet(str(data)))
             return 400, 'expected {"content": {"name": ..., "value": ...}}'
-        name = content["name"]
-        did = _text(content.get("deviceId"))
-        kind: Kind
-        if did not in (None, "0"):
-            kind = "device"
-        elif name in HUB_EVENTS:
-            kind, did = "hub", None
-        else:
-            if not self.cfg.location_events:
-                return 200, "ignored (location_events: false)"
-            kind, did = "location", None
-        raw = RawReading(
-            kind=kind,
-            device_id=did,
-            attribute=name,
-            raw=_null(content.get("value")),
-            source="webhook",
-            device=_text(content.get("displayName")) if kind == "device" else None,
-            unit=_text(content.get("unit")),
-            description=_text(content.get("descriptionText")),
-            time=time.time(),
-        )
+        raw = self._from_push(content, "webhook")
+        if raw is None:
+            return 200, "ignored (location_events: false)"
         key = (raw.kind, raw.device_id or "", raw.attribute)
         if self._matcher.is_copy("webhook", key, raw.raw):
             # The eventsocket already brought this event; answer once it is committed.
@@ -780,7 +763,7 @@ class HubitatSource:
                 return 503, "journal busy"
             return 200, "OK"
         self._pushed_at[key] = time.monotonic()
-        if kind == "hub" and name == "systemStart":
+        if raw.kind == "hub" and raw.attribute == "systemStart":
             self._log.info("hub restarted", build=raw.raw)
             self.request_reconcile()
         try:
