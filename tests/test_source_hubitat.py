@@ -913,3 +913,54 @@ async def test_webhook_change_while_socket_is_dead_is_not_taken_for_a_copy(
     # Each 200 means "committed", so the hub's last state is already in the journal.
     switch = [(e["previous"], e["value"]) for e in b.find(device_id="176", attribute="switch")]
     assert switch == [(None, "off"), ("off", "on"), ("on", "off"), ("off", "on")]
+
+
+# ------------------------------------------------------------------------------------------------ options, limits
+
+
+async def test_location_events_off_ignores_them_on_every_path(
+    tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], http: aiohttp.ClientSession
+) -> None:
+    b = await start_bridge(bridges, tmp_path, sim, webhook_secret=SECRET, location_events=False)
+    await b.settled()
+    sim.set_mode("Evening")
+    sim.set_attribute("176", "switch", "on")
+    await b.wait_written(device_id="176", attribute="switch", value="on")
+    async with http.post(b.post_url(), json=posturl_fixtures()["hsmArmedAway"]) as resp:
+        assert resp.status == 200  # answered, so the hub does not log failures, but not recorded
+    await b.next_poll()
+    assert not b.find(kind="location"), "location events were switched off"
+    assert not [r for r in sim.requests if r[1].endswith(("/modes", "/hsm"))], "modes and HSM are not polled"
+    # Hub events are not location events: a reboot is still reported.
+    sim.system_start()
+    await b.wait_written(kind="hub", attribute="systemStart")
+
+
+async def test_push_before_types_are_known_keeps_numbers_stable(
+    tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]
+) -> None:
+    # The hub refuses Maker API (so no dataType can be learned) while the eventsocket still streams.
+    sim.token_valid = False
+    b = await start_bridge(bridges, tmp_path, sim)
+    await wait_until(lambda: b.source.connected, what="the eventsocket to connect")
+    sim.set_attribute("1360", "temperature", 30.5)
+    ev = await b.wait_written(device_id="1360", attribute="temperature")
+    assert ev["value"] == 30.5, "a numeric text is a number even before its dataType is known"
+    # Once the token works again the poll learns the real types: no spurious "30.5" -> 30.5 change.
+    sim.token_valid = True
+    await b.next_poll()
+    await b.settled()
+    assert [e["value"] for e in b.find(device_id="1360", attribute="temperature")] == [30.5]
+
+
+async def test_oversized_post_is_refused_and_the_bridge_keeps_going(
+    tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], http: aiohttp.ClientSession
+) -> None:
+    b = await start_bridge(bridges, tmp_path, sim, eventsocket=False, webhook_secret=SECRET)
+    await b.settled()
+    huge = {"content": {"name": "switch", "value": "x" * (2 * 1024 * 1024), "deviceId": "176"}}
+    async with http.post(b.post_url(), json=huge) as resp:
+        assert resp.status == 413
+    async with http.post(b.post_url(), json=posturl_fixtures()["device"]) as resp:
+        assert resp.status == 200
+    await b.wait_written(device_id="176", attribute="switch", value="on", source="webhook")
