@@ -135,8 +135,10 @@ class Delivery:
         deadline = time.monotonic() + self.max_wait
         while self.journal.head - pos < self.max_events:
             left = deadline - time.monotonic()
-            if left <= 0 or not await self.journal.wait_beyond(pos + self.max_events - 1, timeout=left):
+            if left <= 0:
                 return
+            # Returns on every commit (True or not): loop until the batch is full or the wait is over.
+            await self.journal.wait_beyond(pos + self.max_events - 1, timeout=left)
 
     async def _wait_inflight(self) -> None:
         futures = [f for part in self._inflight[0].parts if (f := part[1]) is not None and not f.done()]
