@@ -276,8 +276,9 @@ class SplunkHecSinkConfig(Model):
     ack: bool = False
     ack_poll_interval: Duration = 10.0
     ack_timeout: Duration = 300.0
-    # Batches sent while earlier ones still wait for their ack (only matters with ack: true).
-    max_in_flight: int = Field(default=8, ge=1, le=1000)
+    # Batches awaiting confirmation at once (HEC's reply, or with ack Splunk's acknowledgement); unset: 2
+    # without ack, 100 with ack (bridge.sinks.splunk_hec.in_flight).
+    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
     request_timeout: Duration = 30.0
     tls: TlsOptions = TlsOptions()
 

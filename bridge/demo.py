@@ -18,6 +18,7 @@ from bridge.config import load_config
 from bridge.events import Event
 from bridge.logs import setup_logging
 from bridge.runtime import Runtime
+from bridge.sim.hec import HecSim
 from bridge.sim.hubitat import HubitatSim
 
 DEMO_CONFIG = """\
@@ -38,6 +39,13 @@ sinks:
   - name: archive
     type: file
     path: {dir}/events.jsonl
+  - name: splunk
+    type: splunk_hec
+    url: {hec_url}
+    token: ${{DEMO_HEC_TOKEN}}
+    index: smarthome
+    batch:
+      max_wait: 500ms
 """
 
 
@@ -51,20 +59,25 @@ def _show(events: list[Event]) -> None:
 
 
 async def _demo(duration: float | None, directory: Path) -> int:
+    hec = HecSim(tokens=("demo-hec-token",), allowed_indexes=("smarthome",))
+    await hec.start()
     sim = HubitatSim(seed=int(time.time()))
     sim.duplicate_frame_rate = 0.05  # the real eventsocket repeats frames; the diff drops the repeats
     sim.split_frame_rate = 0.05
     await sim.start()
     cfg_path = directory / "hubbridge.yaml"
-    cfg_path.write_text(DEMO_CONFIG.format(dir=directory, hub_url=sim.url, app_id=sim.app_id), encoding="utf-8")
-    cfg = load_config(cfg_path, env={"DEMO_HUB_TOKEN": sim.access_token})
+    cfg_path.write_text(
+        DEMO_CONFIG.format(dir=directory, hub_url=sim.url, app_id=sim.app_id, hec_url=hec.url), encoding="utf-8"
+    )
+    cfg = load_config(cfg_path, env={"DEMO_HUB_TOKEN": sim.access_token, "DEMO_HEC_TOKEN": "demo-hec-token"})
     setup_logging(cfg.log.level, "console")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    print(f"hubbridge demo: simulated Hubitat hub at {sim.url}; events go to {directory / 'events.jsonl'}")
+    print(f"hubbridge demo: simulated Hubitat hub at {sim.url}")
+    print(f"  sinks: {directory / 'events.jsonl'} and a simulated Splunk HEC at {hec.url} (index smarthome)")
     print("Ctrl-C to stop.\n")
     runtime = Runtime(cfg, on_events=_show)
     activity: asyncio.Task[None] | None = None
@@ -77,6 +90,22 @@ async def _demo(duration: float | None, directory: Path) -> int:
     async def activity_loop() -> None:
         await sim.random_activity(interval=1.0)
 
+    async def splunk_report() -> None:
+        # What the (simulated) Splunk indexed, as a search would show it.
+        seen = 0
+        while True:
+            await asyncio.sleep(5.0)
+            events = hec.events()
+            if len(events) > seen:
+                latest = events[-1]["event"]
+                print(
+                    f"          splunk    indexed {len(events) - seen} new event(s), {len(events)} in "
+                    f"index=smarthome sourcetype=hubbridge:event; latest: {latest['device'] or latest['kind']} "
+                    f"{latest['attribute']}={latest['value']!r}",
+                    flush=True,
+                )
+                seen = len(events)
+
     async def timer() -> None:
         if duration is not None:
             await asyncio.sleep(duration)
@@ -87,13 +116,16 @@ async def _demo(duration: float | None, directory: Path) -> int:
             tg.create_task(runtime.run(stop), name="bridge")
             activity = tg.create_task(drive(), name="sim-activity")
             stopper = tg.create_task(timer(), name="demo-timer")
+            reporter = tg.create_task(splunk_report(), name="demo-splunk-report")
             await stop.wait()
-            activity.cancel()
-            stopper.cancel()
+            for task in (activity, stopper, reporter):
+                task.cancel()
     finally:
         await sim.stop()
+        await hec.stop()
     lines = (directory / "events.jsonl").read_text(encoding="utf-8").count("\n")
-    print(f"\nstopped: {lines} event(s) in {directory / 'events.jsonl'}")
+    indexed = len(hec.events())
+    print(f"\nstopped: {lines} event(s) in {directory / 'events.jsonl'}; {indexed} indexed by the Splunk simulator")
     return 0
 
 

@@ -30,6 +30,9 @@ def test_demo_shows_events_and_writes_the_file(tmp_path: Path) -> None:
     assert all(tuple(ev) == FIELDS for ev in events)
     assert any(ev["source"] == "eventsocket" and ev["previous"] is not None for ev in events)
     assert f"{len(lines)} event(s)" in out
+    # The same events reached the simulated Splunk HEC, and the demo says what it indexed.
+    assert f"{len(lines)} indexed by the Splunk simulator" in out
+    assert "index=smarthome" in out
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:

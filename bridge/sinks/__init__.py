@@ -34,17 +34,7 @@ def build_sink(config: SinkConfig) -> tuple[Sink, DeliveryOptions]:
             retry_max=config.retry.max,
         )
     if isinstance(config, SplunkHecSinkConfig):
-        from bridge.sinks.splunk_hec import SplunkHecSink
+        from bridge.sinks.splunk_hec import SplunkHecSink, delivery_options
 
-        return SplunkHecSink(config), DeliveryOptions(
-            max_events=config.batch.max_events,
-            max_bytes=config.batch.max_bytes,
-            max_wait=config.batch.max_wait,
-            retry_initial=config.retry.initial,
-            retry_max=config.retry.max,
-            # Without indexer ack every batch settles as soon as HEC answers, so only ack pipelines.
-            max_in_flight=config.max_in_flight if config.ack else 1,
-            # One attempt of send(): the request itself plus a margin for building the body.
-            send_timeout=config.request_timeout + 30.0,
-        )
+        return SplunkHecSink(config), delivery_options(config)
     raise NotImplementedError(f"no sink implementation for {type(config).__name__}")

@@ -1,0 +1,951 @@
+"""The splunk_hec sink (bridge.sinks.splunk_hec) against the HEC simulator over real sockets.
+
+Every test drives the real chain: events committed to a Journal, one Delivery loop, the sink, HecSim. Each
+asserts what a user would notice: what Splunk indexed (and how often), what the journal's cursor and dead
+letters say, what the sink logs. Reference sections ("§") are in shared/reference/splunk_hec.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from pydantic import ValidationError
+
+from bridge.config import ConfigError, SplunkHecSinkConfig, load_config
+from bridge.delivery import Delivery
+from bridge.events import Event
+from bridge.journal import Journal, Record
+from bridge.sim.hec import HecSim
+from bridge.sinks import build_sink
+from bridge.sinks.base import Hold, Retry
+from bridge.sinks.splunk_hec import SplunkHecSink, build_ssl_context, parse_retry_after
+
+TOKEN = "sim-hec-token"
+ACK_TOKEN = "ack-token-0001"
+GUARD = 15.0  # seconds; a hang guard, never a speed assertion
+GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    j = Journal(tmp_path / "state" / "journal.sqlite3", synchronous="normal")
+    await j.open()
+    task = asyncio.create_task(j.run())
+    try:
+        yield j
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await j.close()
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[HecSim]:
+    async with HecSim(tokens=(TOKEN,), ack_tokens=(ACK_TOKEN,)) as s:
+        yield s
+
+
+_seq = 0
+
+
+def event(**kw: Any) -> Event:
+    """One contract event (DESIGN 3); every call a new id."""
+    global _seq
+    _seq += 1
+    base: dict[str, Any] = {
+        "id": f"ev-{_seq:06d}",
+        "time": 1_760_000_000.25 + _seq,
+        "hub": "house",
+        "hub_type": "hubitat",
+        "kind": "device",
+        "device_id": str(100 + _seq % 7),
+        "device": "Kitchen sensor",
+        "room": "Kitchen",
+        "attribute": "temperature",
+        "value": 20.5 + _seq % 10,
+        "previous": 20.0,
+        "unit": "°C",
+        "source": "eventsocket",
+        "description": None,
+    }
+    base.update(kw)
+    return Event(**base)
+
+
+def events(n: int, **kw: Any) -> list[Event]:
+    return [event(**kw) for _ in range(n)]
+
+
+def hec_config(sim: HecSim | str, **kw: Any) -> SplunkHecSinkConfig:
+    data: dict[str, Any] = {
+        "name": "splunk",
+        "type": "splunk_hec",
+        "url": sim if isinstance(sim, str) else sim.url,
+        "token": TOKEN,
+        "batch": {"max_wait": "0s"},
+        "retry": {"initial": "10ms", "max": "200ms"},
+    }
+    data.update(kw)
+    return SplunkHecSinkConfig.model_validate(data)
+
+
+async def wait_until(cond: Callable[[], bool], what: str, timeout: float = GUARD) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            # Polling on purpose: cursors and sink state live inside the code under test.
+            while not cond():
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting until {what}") from None
+
+
+@dataclass
+class Rig:
+    sim: HecSim | None
+    journal: Journal
+    sink: SplunkHecSink
+    delivery: Delivery
+
+    async def send(self, evs: list[Event]) -> list[Event]:
+        await self.journal.append(evs, [])
+        return evs
+
+    async def settled(self, timeout: float = GUARD) -> None:
+        name = self.sink.name
+        await wait_until(lambda: self.journal.cursor(name) == self.journal.head, "the cursor reached the head", timeout)
+
+    @property
+    def cursor(self) -> int:
+        return self.journal.cursor(self.sink.name)
+
+    async def dead(self) -> list[Any]:
+        return await self.journal.dead_letters(self.sink.name)
+
+
+@contextlib.asynccontextmanager
+async def rig(sim: HecSim | None, journal: Journal, config: SplunkHecSinkConfig, **delivery: Any) -> AsyncIterator[Rig]:
+    """A started sink and a running delivery loop wired as bridge.runtime wires them."""
+    sink, opts = build_sink(config)
+    assert isinstance(sink, SplunkHecSink)
+    await sink.start()
+    await journal.register_sinks([sink.name])
+    options: dict[str, Any] = {
+        "max_events": opts.max_events,
+        "max_bytes": opts.max_bytes,
+        "max_wait": opts.max_wait,
+        "retry_initial": opts.retry_initial,
+        "retry_max": opts.retry_max,
+        "send_timeout": opts.send_timeout,
+        "max_in_flight": opts.max_in_flight,
+    }
+    options.update(delivery)
+    loop = Delivery(sink, journal, **options)
+    task = asyncio.create_task(loop.run())
+    try:
+        yield Rig(sim, journal, sink, loop)
+    finally:
+        crashed = task.done() and not task.cancelled() and task.exception() is not None
+        for _ in range(10):
+            task.cancel()
+            # Python 3.11's asyncio.wait_for (in Delivery._send_once) drops a cancellation that arrives just
+            # as the sink's send() finishes; ask again rather than hang the test run (see the sink report).
+            done, _ = await asyncio.wait([task], timeout=1.0)
+            if done:
+                break
+        await sink.close()
+        assert not crashed, f"the delivery loop crashed: {task.exception()!r}"
+
+
+def event_posts(sim: HecSim) -> list[Any]:
+    return [r for r in sim.requests if r.path == "/services/collector/event"]
+
+
+def ids_of(evs: list[Event]) -> list[str]:
+    return [e.id for e in evs]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+# ------------------------------------------------------------------------------------------------ envelope
+
+
+async def test_envelope_carries_the_contract_event_and_default_metadata(sim: HecSim, journal: Journal) -> None:
+    sent = [event(), event(device_id=None, kind="hub", attribute="systemStart", value="started", unit=None)]
+    async with rig(sim, journal, hec_config(sim, index="smarthome")) as r:
+        await r.send(sent)
+        await r.settled()
+    assert len(sim.indexed) == 2
+    for env, ev in zip(sim.indexed, sent, strict=True):
+        assert env["event"] == ev.to_dict()  # the DESIGN 3 object, unchanged
+        assert env["time"] == ev.time
+        assert env["host"] == "house"
+        assert env["source"] == "hubbridge:house"
+        assert env["sourcetype"] == "hubbridge:event"
+        assert env["index"] == "smarthome"
+    assert sim.indexed[0]["fields"] == {
+        "hub": "house",
+        "hub_type": "hubitat",
+        "kind": "device",
+        "device_id": sent[0].device_id,
+        "attribute": "temperature",
+    }
+    # A null device_id is left out: indexed field values are strings (§2.1).
+    assert sim.indexed[1]["fields"] == {
+        "hub": "house",
+        "hub_type": "hubitat",
+        "kind": "hub",
+        "attribute": "systemStart",
+    }
+    post = event_posts(sim)[0]
+    assert post.status == 200
+    assert post.headers["authorization"] == "Splunk <redacted>"  # §1.2 header form (the sim redacts the value)
+    assert GUID.fullmatch(post.headers["x-splunk-request-channel"])
+
+
+async def test_envelope_without_index_lands_in_the_tokens_default(sim: HecSim, journal: Journal) -> None:
+    async with rig(sim, journal, hec_config(sim)) as r:
+        await r.send(events(1))
+        await r.settled()
+    assert sim.indexed[0]["index"] == "main"
+
+
+async def test_envelope_overrides(sim: HecSim, journal: Journal) -> None:
+    config = hec_config(
+        sim,
+        host="bridge-1",
+        source="smarthome",
+        sourcetype="home:change",
+        index="iot",
+        fields=["hub", "room", "value", "unit"],
+    )
+    sent = [event(hub="cabin", value=21.5), event(hub="cabin", value=True, unit=None, room=None)]
+    async with rig(sim, journal, config) as r:
+        await r.send(sent)
+        await r.settled()
+    first, second = sim.indexed
+    assert (first["host"], first["source"], first["sourcetype"], first["index"]) == (
+        "bridge-1",
+        "smarthome",
+        "home:change",
+        "iot",
+    )
+    assert first["fields"] == {"hub": "cabin", "room": "Kitchen", "value": "21.5", "unit": "°C"}
+    assert second["fields"] == {"hub": "cabin", "value": "true"}
+    assert first["event"]["hub"] == "cabin"
+
+
+async def test_an_empty_fields_list_sends_no_indexed_fields(sim: HecSim, journal: Journal) -> None:
+    async with rig(sim, journal, hec_config(sim, fields=[])) as r:
+        await r.send(events(2))
+        await r.settled()
+    assert all("fields" not in env for env in sim.indexed)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"index": "x"}, {"fields": ["device", "room", "hub"], "host": 'h"1', "source": "s\\2"}],
+    ids=["defaults", "overrides"],
+)
+def test_spliced_envelope_equals_the_parsed_one_for_awkward_text(options: dict[str, Any]) -> None:
+    """The fast path splices raw JSON; it must say exactly what parsing and re-encoding would say."""
+    config = hec_config("http://127.0.0.1:9", **options)
+    fast = SplunkHecSink(config)
+    assert fast._fast
+    slow = SplunkHecSink(config)
+    slow._fast = False
+    awkward = [
+        event(hub='ha"ll\\', device='Ünïcødé "lamp"', room=None, device_id=None),
+        event(attribute='temp,"value":1', device='a,"time":2,', description="\n\t\u2028"),
+        event(time=1_760_000_000, value={"nested": [1, 2]}, previous=None, hub="h\u00e9"),
+        event(device_id="42", kind="location", attribute="mode", value="Night"),
+    ]
+    for i, ev in enumerate(awkward):
+        record = Record(i + 1, ev.id, ev.to_json())
+        (spliced,) = fast._envelopes(record)
+        (parsed,) = slow._envelopes(record)
+        assert json.loads(spliced) == json.loads(parsed)
+        assert json.loads(spliced)["event"] == ev.to_dict()
+    # Lines not in Event.to_json() layout still get a correct envelope (the parsing path).
+    for odd in [
+        {"hub": "h", "id": "x", "time": 5.5, "attribute": "a", "kind": "device", "value": 1},
+        {"id": "x", "time": 5.5, "kind": "device", "hub": "h", "attribute": "a", "value": 1, "room": "r"},
+        {"id": "x", "time": 5.5, "hub": "h", "attribute": "a", "value": 1, "kind": "device", "device": "d"},
+    ]:
+        record = Record(99, "x", json.dumps(odd, separators=(",", ":")))
+        assert json.loads(fast._envelopes(record)[0]) == json.loads(slow._envelopes(record)[0])
+
+
+# ------------------------------------------------------------------------------------------------ wire
+
+
+@pytest.mark.parametrize("gzip_on", [True, False])
+async def test_gzip_is_on_by_default_and_can_be_turned_off(sim: HecSim, journal: Journal, gzip_on: bool) -> None:
+    config = hec_config(sim) if gzip_on else hec_config(sim, gzip=False)
+    async with rig(sim, journal, config) as r:
+        await r.send(events(50))
+        await r.settled()
+    post = event_posts(sim)[0]
+    wire = int(post.headers["content-length"])
+    if gzip_on:
+        assert post.headers["content-encoding"] == "gzip"
+        assert wire < len(post.body_bytes) / 4  # the body really was compressed on the wire
+    else:
+        assert "content-encoding" not in post.headers
+        assert wire == len(post.body_bytes)
+    assert len(sim.indexed) == 50
+
+
+async def test_batches_by_count_and_by_bytes(sim: HecSim, journal: Journal) -> None:
+    async with rig(sim, journal, hec_config(sim)) as r:
+        await r.send(events(1200))
+        await r.settled()
+        assert [p.n_events for p in event_posts(sim)] == [500, 500, 200]  # max_events defaults to 500
+    sim.clear()
+    small = hec_config(sim, name="small", batch={"max_bytes": "2KiB", "max_wait": "0s"})
+    async with rig(sim, journal, small) as r:
+        sent = await r.send(events(30))
+        await r.settled()
+    counts = [p.n_events for p in event_posts(sim)]
+    assert sum(counts) == 30 and len(counts) >= 4
+    start = 0
+    for n in counts:  # max_bytes bounds the event JSON of each request (before the envelope and gzip)
+        assert sum(len(e.to_json()) for e in sent[start : start + n]) <= 2048
+        start += n
+
+
+async def test_max_wait_gathers_a_trickle_into_one_request(sim: HecSim, journal: Journal) -> None:
+    async with rig(sim, journal, hec_config(sim, batch={"max_wait": "500ms"})) as r:
+        for _ in range(5):
+            await r.send(events(2))
+            await asyncio.sleep(0.02)
+        await r.settled()
+    assert [p.n_events for p in event_posts(sim)] == [10]
+
+
+# ------------------------------------------------------------------------------------------------ 400s
+
+
+async def test_partial_acceptance_dead_letters_the_bad_event_and_never_duplicates_the_prefix(
+    sim: HecSim, journal: Journal
+) -> None:
+    sim.reject_event_if = lambda env: "bad" if env["event"]["device"] in ("bad-1", "bad-2") else None
+    sent = [*events(3), event(device="bad-1"), *events(4), event(device="bad-2"), *events(3)]
+    async with rig(sim, journal, hec_config(sim)) as r:
+        await r.send(sent)
+        await r.settled()
+        dead = await r.dead()
+    good = [e.id for e in sent if not e.device.startswith("bad")]
+    assert sim.ids() == good  # each accepted event exactly once, in order: the prefix was not resent
+    assert [d.id for d in dead] == [sent[3].id, sent[8].id]
+    for d in dead:
+        assert "Invalid data format" in d.reason and "code 6" in d.reason  # HEC's own text (§3.2)
+    # Every request after a partial acceptance started after the refused event (§3.1).
+    assert [p.n_events for p in event_posts(sim)] == [3, 4, 3]
+
+
+async def test_a_400_without_an_event_number_is_split_until_the_bad_event_is_alone(
+    sim: HecSim, journal: Journal
+) -> None:
+    # A proxy answering 400 without HEC's invalid-event-number: 10 -> 5 -> 2 -> 1 requests refused.
+    sim.fail_next(4, 400, 6)
+    sent = events(10)
+    async with rig(sim, journal, hec_config(sim)) as r:
+        await r.send(sent)
+        await r.settled()
+        dead = await r.dead()
+    assert [d.id for d in dead] == [sent[0].id]
+    assert "Invalid data format" in dead[0].reason
+    assert sorted(sim.ids()) == sorted(ids_of(sent[1:]))  # the other nine, once each
+
+
+async def test_an_index_the_token_may_not_use_holds_instead_of_dead_lettering(sim: HecSim, journal: Journal) -> None:
+    sim.allowed_indexes = frozenset({"main"})
+    async with rig(sim, journal, hec_config(sim, index="forbidden")) as r:
+        sent = await r.send(events(5))
+        await wait_until(lambda: r.delivery.status.state == "holding", "the sink holds")
+        assert "forbidden" in r.delivery.status.detail and "allow index" in r.delivery.status.detail
+        assert sim.indexed == [] and r.cursor == 0 and await r.dead() == []
+        sim.allowed_indexes = None  # the operator allows the index
+        await r.settled()
+    assert sim.ids() == ids_of(sent)
+
+
+async def test_a_wrong_url_path_holds(sim: HecSim, journal: Journal) -> None:
+    async with rig(sim, journal, hec_config(sim.url + "/proxy")) as r:
+        await r.send(events(3))
+        await wait_until(lambda: r.delivery.status.state == "holding", "the sink holds")
+        assert "HTTP 404" in r.delivery.status.detail and "HEC port" in r.delivery.status.detail
+        assert await r.dead() == [] and r.cursor == 0
+
+
+# ------------------------------------------------------------------------------------------------ auth
+
+
+@pytest.mark.parametrize(
+    ("break_token", "text"),
+    [("revoke_token", "not known to HEC"), ("disable_token", "disabled")],
+)
+async def test_a_refused_token_holds_logs_once_and_loses_nothing(
+    sim: HecSim, journal: Journal, break_token: str, text: str
+) -> None:
+    getattr(sim, break_token)(TOKEN)
+    with structlog.testing.capture_logs() as logs:
+        async with rig(sim, journal, hec_config(sim)) as r:
+            sent = await r.send(events(20))
+            await wait_until(lambda: r.delivery._attempts >= 5, "several attempts were refused")
+            assert r.delivery.status.state == "holding" and text in r.delivery.status.detail
+            assert sim.indexed == [] and r.cursor == 0 and await r.dead() == []
+            sim.add_token(TOKEN)  # the operator fixes the token
+            await r.settled()
+            assert await r.dead() == []
+    assert sim.ids() == ids_of(sent)
+    holds = [e for e in logs if "holding" in e["event"]]
+    assert len(holds) == 1 and holds[0]["log_level"] == "error"  # one line per window, not one per attempt
+    assert TOKEN not in repr(logs)
+
+
+# ------------------------------------------------------------------------------------------------ retries
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(lambda s: s.fail_next(2, 500), id="500"),
+        pytest.param(lambda s: s.fail_next(2, 503), id="503-busy"),
+        pytest.param(lambda s: s.fail_next(2, 429), id="429"),
+        pytest.param(lambda s: s.fail_next(2, 502), id="502-proxy"),
+        pytest.param(lambda s: setattr(s, "drop_before_body", 2), id="connection-dropped"),
+    ],
+)
+async def test_transient_failures_are_retried_until_delivered_once(
+    sim: HecSim, journal: Journal, fault: Callable[[HecSim], None]
+) -> None:
+    fault(sim)
+    async with rig(sim, journal, hec_config(sim)) as r:
+        sent = await r.send(events(40))
+        await r.settled()
+        assert await r.dead() == []
+    assert sorted(sim.ids()) == sorted(ids_of(sent))  # all, none twice
+    assert len(event_posts(sim)) >= 3
+
+
+async def test_an_ambiguous_failure_is_resent_with_the_same_ids(sim: HecSim, journal: Journal) -> None:
+    # §5.5: indexed, then the connection dropped before the reply. Resending may duplicate, never lose;
+    # the duplicates carry the same id (DESIGN 4), so searches can dedup on it.
+    sim.drop_after_body = 1
+    async with rig(sim, journal, hec_config(sim)) as r:
+        sent = await r.send(events(5))
+        await r.settled()
+        assert await r.dead() == []
+    assert Counter(sim.ids()) == Counter({e.id: 2 for e in sent})
+
+
+async def test_a_partial_busy_reply_resends_only_the_rest(sim: HecSim, journal: Journal) -> None:
+    # §3.1: {"text":"Server is busy","code":9,"invalid-event-number":3}: the first 3 are in Splunk.
+    sim.fail_next(1, 503, invalid_event_number=3)
+    async with rig(sim, journal, hec_config(sim)) as r:
+        sent = await r.send(events(10))
+        await r.settled()
+        assert await r.dead() == []
+    assert sim.ids() == ids_of(sent)  # once each, in order
+    assert [p.n_events for p in event_posts(sim)] == [3, 7]
+
+
+async def test_hec_unreachable_at_start_then_up(journal: Journal) -> None:
+    port = free_port()
+    async with rig(None, journal, hec_config(f"http://127.0.0.1:{port}")) as r:
+        health = await r.sink.health()
+        assert not health.ok and health.detail.startswith("unreachable")
+        sent = await r.send(events(5))
+        await wait_until(lambda: r.delivery.status.state == "retrying", "the sink retries")
+        assert "cannot reach HEC" in r.delivery.status.detail
+        sim = HecSim(tokens=(TOKEN,))
+        await sim.start(port=port)
+        try:
+            await r.settled()
+        finally:
+            await sim.stop()
+    assert sim.ids() == ids_of(sent)
+
+
+async def test_retry_after_is_honoured(sim: HecSim, journal: Journal) -> None:
+    async with rig(sim, journal, hec_config(sim, max_in_flight=1)) as r:  # one request at a time: exact timing
+        sim.fail_next(1, 503, retry_after=1)
+        t0 = time.monotonic()
+        await r.send(events(3))
+        await r.settled()
+        waited = time.monotonic() - t0
+        # Backoff alone would retry after at most 0.2 s (retry.max); HEC asked for 1 s.
+        assert waited >= 0.95
+        sim.fail_next(1, 503)
+        t0 = time.monotonic()
+        await r.send(events(3))
+        await r.settled()
+        assert time.monotonic() - t0 < 0.9
+    assert len(sim.ids()) == 6
+
+
+async def test_retry_after_is_honoured_when_pipelining(sim: HecSim, journal: Journal) -> None:
+    async with rig(sim, journal, hec_config(sim)) as r:
+        sim.fail_next(1, 503, retry_after=2)
+        t0 = time.monotonic()
+        sent = await r.send(events(3))
+        await r.settled()
+        assert time.monotonic() - t0 >= 1.95
+    assert sim.ids() == ids_of(sent)
+    assert [p.status for p in event_posts(sim)] == [503, 200]
+
+
+def test_retry_after_forms() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(" 1.5 ") == 1.5
+    assert parse_retry_after(None) is None and parse_retry_after("soon") is None
+    assert parse_retry_after("-3") == 0.0
+    in_a_minute = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 60))
+    assert 55 <= (parse_retry_after(in_a_minute) or 0) <= 61
+
+
+async def test_413_splits_the_batch_and_dead_letters_only_an_event_too_large_alone(journal: Journal) -> None:
+    async with HecSim(tokens=(TOKEN,), max_content_length=3000) as sim:
+        config = hec_config(sim, gzip=False)  # uncompressed, so the size is predictable
+        async with rig(sim, journal, config) as r:
+            sent = events(12)
+            huge = event(description="x" * 4000)
+            await r.send([*sent[:6], huge, *sent[6:]])
+            await r.settled()
+            dead = await r.dead()
+        assert sorted(sim.ids()) == sorted(ids_of(sent))
+        assert [d.id for d in dead] == [huge.id] and "too large" in dead[0].reason
+        assert any(p.status == 413 for p in event_posts(sim))
+        assert all(p.n_events <= 6 for p in event_posts(sim))
+
+
+# ------------------------------------------------------------------------------------------------ outage
+
+
+async def test_a_30_second_outage_under_steady_load_delivers_everything_once(sim: HecSim, journal: Journal) -> None:
+    """30 s of 503s while 100 events/s keep coming: all arrive, none twice, nothing dead-lettered."""
+    config = hec_config(sim, retry={"initial": "100ms", "max": "2s"}, batch={"max_wait": "200ms"})
+    sent: list[Event] = []
+    states: set[str] = set()
+    async with rig(sim, journal, config) as r:
+
+        async def produce(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                sent.extend(await r.send(events(5)))
+                states.add(r.delivery.status.state)
+                await asyncio.sleep(0.05)
+
+        async with asyncio.timeout(80):
+            await produce(3)
+            sim.outage = True
+            await produce(30)
+            during = len(sim.indexed)
+            sim.outage = False
+            await produce(3)
+            await r.settled(timeout=30)
+        assert await r.dead() == []
+    assert len(sent) > 3000
+    ids = sim.ids()
+    assert len(ids) == len(set(ids)) == len(sent)  # every event once
+    assert set(ids) == set(ids_of(sent))
+    assert during < len(sent) / 5 and "retrying" in states  # the outage did hold delivery back
+    # Backed off meanwhile (retry.max 2 s): tens of refused requests in 30 s, not a request storm.
+    assert 10 <= sum(1 for p in event_posts(sim) if p.status == 503) <= 100
+
+
+# ------------------------------------------------------------------------------------------------ token rotation
+
+
+@pytest.mark.parametrize("order", ["file-first", "splunk-first"])
+async def test_a_rotated_token_file_is_used_without_restart_or_loss(
+    sim: HecSim, journal: Journal, tmp_path: Path, order: str
+) -> None:
+    token_file = tmp_path / "hec-token"
+    token_file.write_text("token-A\n")
+    cfg_file = tmp_path / "hubbridge.yaml"
+    cfg_file.write_text(
+        f"state_dir: {tmp_path / 'state'}\n"
+        "sinks:\n"
+        "  - name: splunk\n"
+        "    type: splunk_hec\n"
+        f"    url: {sim.url}\n"
+        "    token_file: hec-token\n"
+        "    batch: {max_wait: 50ms}\n"
+        "    retry: {initial: 20ms, max: 200ms}\n"
+    )
+    config = load_config(cfg_file).sinks[0]
+    assert isinstance(config, SplunkHecSinkConfig)
+    sim.add_token("token-A")
+
+    def rotate_file() -> None:
+        tmp = tmp_path / "hec-token.new"
+        tmp.write_text("token-B\n")
+        os.replace(tmp, token_file)  # how systemd credentials and secret managers replace a file
+
+    sent: list[Event] = []
+    async with rig(sim, journal, config) as r:
+        for i in range(40):
+            sent.extend(await r.send(events(5)))
+            if i == 15:
+                if order == "file-first":
+                    sim.add_token("token-B")
+                    rotate_file()
+                    sim.revoke_token("token-A")
+                else:  # revoked in Splunk first: the sink holds until the file catches up
+                    sim.add_token("token-B")
+                    sim.revoke_token("token-A")
+            if i == 25 and order == "splunk-first":
+                rotate_file()
+            await asyncio.sleep(0.02)
+        await r.settled()
+        assert await r.dead() == []
+    ids = sim.ids()
+    assert len(ids) == len(set(ids)) == len(sent)
+    assert event_posts(sim)[-1].status == 200  # accepted with token-B: token-A no longer exists
+    if order == "splunk-first":
+        assert any(p.status == 403 for p in event_posts(sim))
+
+
+# ------------------------------------------------------------------------------------------------ indexer ack
+
+
+def ack_config(sim: HecSim, **kw: Any) -> SplunkHecSinkConfig:
+    options: dict[str, Any] = {"token": ACK_TOKEN, "ack": True, "ack_poll_interval": "100ms", "ack_timeout": "2s"}
+    return hec_config(sim, **(options | kw))
+
+
+async def test_the_cursor_waits_for_the_indexer_ack(sim: HecSim, journal: Journal) -> None:
+    sim.ack_delay = 0.6
+    async with rig(sim, journal, ack_config(sim)) as r:
+        sent = await r.send(events(10))
+        await sim.wait_indexed(10)
+        await asyncio.sleep(0.2)
+        assert r.cursor == 0  # indexed, not yet confirmed: the cursor stays (DESIGN 4)
+        assert r.sink.pending_acks == 1
+        await r.settled()
+        assert r.sink.pending_acks == 0
+    assert sim.ids() == ids_of(sent)
+    polls = [q for q in sim.requests if q.path == "/services/collector/ack"]
+    assert polls and all(q.status == 200 for q in polls)
+    # §4: the same GUID channel on the event posts and on the polls.
+    channels = {q.channel for q in polls} | {q.channel for q in event_posts(sim)}
+    assert len(channels) == 1 and GUID.fullmatch(channels.pop() or "")
+
+
+async def test_batches_pipeline_while_acks_are_pending(sim: HecSim, journal: Journal) -> None:
+    sim.ack_delay = 1.0
+    async with rig(sim, journal, ack_config(sim, batch={"max_events": 2, "max_wait": "0s"})) as r:
+        sent = await r.send(events(10))
+        # Five requests out before the first ack comes back (1 s later): the loop did not wait for each.
+        await wait_until(lambda: r.sink.pending_acks == 5, "five batches await their acks", timeout=0.9)
+        assert r.cursor == 0 and len(sim.indexed) == 10
+        await r.settled()
+    assert sim.ids() == ids_of(sent)
+
+
+async def test_a_lost_ack_is_resent_after_ack_timeout(sim: HecSim, journal: Journal) -> None:
+    sim.ack_never = True  # acks for what is indexed now never come (§4 item 6: "pending or lost")
+    with structlog.testing.capture_logs() as logs:
+        async with rig(sim, journal, ack_config(sim, ack_timeout="1s")) as r:
+            sent = await r.send(events(6))
+            await sim.wait_indexed(6)
+            sim.ack_never = False
+            t0 = time.monotonic()
+            await r.settled()
+            assert time.monotonic() - t0 >= 0.7  # not before ack_timeout
+            assert await r.dead() == []
+    # Resent once with the same ids: a duplicate Splunk can dedup, never a loss.
+    assert Counter(sim.ids()) == Counter({e.id: 2 for e in sent})
+    assert any("did not confirm indexing within ack_timeout" in e["event"] for e in logs)
+
+
+async def test_ack_on_a_token_without_ack_says_how_to_fix_it_and_holds(sim: HecSim, journal: Journal) -> None:
+    config = hec_config(sim, ack=True, ack_poll_interval="100ms", ack_timeout="2s")  # TOKEN has no useACK
+    with structlog.testing.capture_logs() as logs:
+        async with rig(sim, journal, config) as r:
+            health = await r.sink.health()
+            assert not health.ok and health.detail.startswith("ack misconfigured")
+            assert "ack: false" in health.detail and "enable indexer acknowledgement" in health.detail
+            sent = await r.send(events(5))
+            await wait_until(lambda: r.delivery.status.state == "holding", "the sink holds")
+            assert sim.indexed == [] and await r.dead() == []
+            sim.add_token(TOKEN, ack=True)  # the operator enables ack on the token
+            await r.settled()
+    assert sim.ids() == ids_of(sent)
+    hint = [e for e in logs if e["log_level"] == "error" and "ack: false" in repr(e)]
+    assert hint, "the code 14 hint was not logged"
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+async def test_metrics_also_sends_numeric_values_as_metric_events_too(sim: HecSim, journal: Journal) -> None:
+    config = hec_config(sim, index="home", metrics="also", metrics_index="home_metrics")
+    temp = event(value=21.5, unit="°C", device="Hall sensor", room="Hall", device_id="7")
+    switch = event(attribute="switch", value="on", unit=None)
+    flag = event(attribute="motion", value=True, unit=None)  # a boolean is not a measurement
+    async with rig(sim, journal, config) as r:
+        await r.send([temp, switch, flag])
+        await r.settled()
+    assert sim.ids() == ids_of([temp, switch, flag])
+    (metric,) = sim.metrics()
+    assert metric["event"] == "metric" and metric["index"] == "home_metrics"
+    assert metric["time"] == temp.time and metric["host"] == "house"
+    assert metric["fields"] == {
+        "metric_name:temperature": 21.5,
+        "hub": "house",
+        "device": "Hall sensor",
+        "device_id": "7",
+        "room": "Hall",
+        "unit": "°C",
+    }
+    assert all(e["index"] == "home" for e in sim.events())
+
+
+async def test_metrics_only_sends_numbers_as_metrics_and_the_rest_as_events(sim: HecSim, journal: Journal) -> None:
+    config = hec_config(sim, metrics="only", metrics_index="m")
+    temp = event(value=19)
+    switch = event(attribute="switch", value="off", unit=None, room=None)
+    async with rig(sim, journal, config) as r:
+        await r.send([temp, switch])
+        await r.settled()
+    assert sim.ids() == [switch.id]
+    (metric,) = sim.metrics()
+    assert metric["fields"]["metric_name:temperature"] == 19
+    assert "room" in metric["fields"]
+
+
+async def test_metrics_partial_acceptance_maps_back_to_the_right_record(sim: HecSim, journal: Journal) -> None:
+    # Two envelopes per numeric record: HEC's invalid-event-number counts envelopes, the journal records.
+    sim.reject_event_if = lambda env: (
+        "no" if env.get("event") == "metric" and env["fields"].get("device") == "X" else None
+    )
+    config = hec_config(sim, metrics="also", metrics_index="m")
+    sent = [*events(2), event(device="X"), *events(2)]
+    async with rig(sim, journal, config) as r:
+        await r.send(sent)
+        await r.settled()
+        dead = await r.dead()
+    assert [d.id for d in dead] == [sent[2].id]
+    assert "its event was indexed" in dead[0].reason
+    assert sim.ids() == ids_of(sent)  # every event once (the bad record's event went in before its metric)
+    assert len(sim.metrics()) == 4
+
+
+# ------------------------------------------------------------------------------------------------ health
+
+
+async def test_health_distinguishes_ok_bad_token_unhealthy_and_unreachable(sim: HecSim) -> None:
+    async def check(config: SplunkHecSinkConfig) -> str:
+        sink = SplunkHecSink(config)
+        await sink.start()
+        try:
+            health = await sink.health()
+            return ("ok: " if health.ok else "") + health.detail
+        finally:
+            await sink.close()
+
+    assert (await check(hec_config(sim))).startswith("ok: HEC at")
+    assert (await check(hec_config(sim, token="not-a-token"))).startswith("bad token")
+    sim.add_token("off-token")
+    sim.disable_token("off-token")
+    assert "disabled" in await check(hec_config(sim, token="off-token"))
+    sim.health_status = "queues_full"
+    detail = await check(hec_config(sim))
+    assert detail.startswith("unhealthy") and "queues are full" in detail
+    assert (await check(hec_config(f"http://127.0.0.1:{free_port()}"))).startswith("unreachable")
+
+
+# ------------------------------------------------------------------------------------------------ TLS
+
+
+def test_tls_verification_is_on_by_default() -> None:
+    config = hec_config("https://splunk.example:8088")
+    assert config.tls.verify is True
+    ctx = build_ssl_context(config.tls)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+
+
+async def test_verify_false_warns_loudly_at_start() -> None:
+    config = hec_config("https://splunk.example:8088", tls={"verify": False})
+    assert build_ssl_context(config.tls).verify_mode == ssl.CERT_NONE
+    sink = SplunkHecSink(config)
+    with structlog.testing.capture_logs() as logs:
+        await sink.start()
+        await sink.close()
+    (warning,) = [e for e in logs if e["log_level"] == "warning"]
+    assert "TLS VERIFICATION IS OFF" in warning["event"]
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> dict[str, Path]:
+    """A private CA and a certificate for 127.0.0.1 it signed (made with the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    d = tmp_path / "pki"
+    d.mkdir()
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=30)
+
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=hubbridge test CA")
+    run("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem")
+    run("x509", "-in", "srv.pem", "-noout")  # sanity: readable
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-out", "srv.pem", "-extfile", "ext")
+    return {"ca": d / "ca.pem", "cert": d / "srv.pem", "key": d / "srv.key"}
+
+
+@contextlib.asynccontextmanager
+async def tls_front(sim: HecSim, certs: dict[str, Path]) -> AsyncIterator[str]:
+    """A TLS-terminating TCP relay in front of the simulator (HecSim itself speaks plain HTTP)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certs["cert"], certs["key"])
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        with contextlib.suppress(OSError, ConnectionError):
+            writer.close()
+
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection(sim.host, sim.port)
+        except OSError:
+            client_w.close()
+            return
+        await asyncio.gather(pipe(client_r, server_w), pipe(server_r, client_w))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0, ssl=ctx)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(2):
+                await server.wait_closed()
+
+
+async def test_tls_untrusted_certificate_holds_and_ca_file_fixes_it(
+    sim: HecSim, journal: Journal, certs: dict[str, Path]
+) -> None:
+    async with tls_front(sim, certs) as url:
+        async with rig(sim, journal, hec_config(url)) as r:
+            health = await r.sink.health()
+            assert not health.ok and "not trusted" in health.detail and "ca_file" in health.detail
+            await r.send(events(3))
+            await wait_until(lambda: r.delivery.status.state == "holding", "the sink holds")
+            assert sim.indexed == [] and await r.dead() == []
+        async with rig(sim, journal, hec_config(url, tls={"ca_file": str(certs["ca"])})) as r:
+            assert (await r.sink.health()).ok
+            await r.settled()
+    assert len(sim.ids()) == 3
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+def test_config_requires_a_token_and_rejects_unknown_keys() -> None:
+    with pytest.raises(ValidationError, match="token"):
+        SplunkHecSinkConfig.model_validate({"name": "s", "type": "splunk_hec", "url": "https://h:8088"})
+    with pytest.raises(ValidationError, match="extra"):
+        hec_config("https://h:8088", tokne="x")
+    with pytest.raises(ValidationError, match="metrics_index"):
+        hec_config("https://h:8088", metrics="also")
+    with pytest.raises(ValidationError, match="unknown event field"):
+        hec_config("https://h:8088", fields=["hub", "colour"])
+    with pytest.raises(ValidationError, match="ack_timeout"):
+        hec_config("https://h:8088", ack=True, ack_poll_interval="10s", ack_timeout="5s")
+
+
+def test_config_defaults_and_url_forms() -> None:
+    c = hec_config("https://splunk.example:8088/services/collector/event/")
+    assert c.url == "https://splunk.example:8088"  # the endpoint path a user pasted is cut off
+    c = SplunkHecSinkConfig.model_validate({"name": "s", "type": "splunk_hec", "url": "https://h:8088", "token": "t"})
+    assert (c.batch.max_events, c.batch.max_bytes, c.batch.max_wait) == (500, 1024 * 1024, 1.0)
+    assert c.gzip and not c.ack and c.metrics == "off" and c.tls.verify
+    assert (c.ack_poll_interval, c.ack_timeout) == (10.0, 300.0)
+    assert c.sourcetype == "hubbridge:event"
+    assert c.fields == ["hub", "hub_type", "kind", "device_id", "attribute"]
+    _, opts = build_sink(c)
+    assert opts.max_in_flight == 2
+    _, opts = build_sink(c.model_copy(update={"ack": True}))
+    assert opts.max_in_flight == 100
+
+
+def test_config_from_yaml_with_token_file_never_shows_the_token(tmp_path: Path) -> None:
+    (tmp_path / "tok").write_text("s3cret-hec-token\n")
+    (tmp_path / "c.yaml").write_text(
+        "state_dir: .\nsinks:\n  - name: splunk\n    type: splunk_hec\n    url: https://h:8088\n    token_file: tok\n"
+    )
+    sink_cfg = load_config(tmp_path / "c.yaml").sinks[0]
+    assert isinstance(sink_cfg, SplunkHecSinkConfig) and sink_cfg.token is not None
+    assert sink_cfg.token.get() == "s3cret-hec-token"
+    assert "s3cret" not in repr(sink_cfg) and "s3cret" not in repr(SplunkHecSink(sink_cfg).__dict__)
+    (tmp_path / "c.yaml").write_text(
+        "state_dir: .\nsinks:\n  - name: splunk\n    type: splunk_hec\n    url: https://h:8088\n    indx: x\n"
+        "    token: t\n"
+    )
+    with pytest.raises(ConfigError, match=r"sinks\[0\]\.indx: unknown key"):
+        load_config(tmp_path / "c.yaml")
+
+
+async def test_an_unreadable_token_file_holds(sim: HecSim, journal: Journal, tmp_path: Path) -> None:
+    token_file = tmp_path / "tok"
+    token_file.write_text(TOKEN)
+    (tmp_path / "c.yaml").write_text(
+        f"state_dir: .\nsinks:\n  - name: splunk\n    type: splunk_hec\n    url: {sim.url}\n    token_file: tok\n"
+        "    batch: {max_wait: 0s}\n    retry: {initial: 10ms, max: 100ms}\n"
+    )
+    config = load_config(tmp_path / "c.yaml").sinks[0]
+    assert isinstance(config, SplunkHecSinkConfig)
+    token_file.unlink()
+    async with rig(sim, journal, config) as r:
+        sent = await r.send(events(3))
+        await wait_until(lambda: r.delivery.status.state == "holding", "the sink holds")
+        assert "cannot read the token file" in r.delivery.status.detail
+        token_file.write_text(TOKEN)
+        await r.settled()
+    assert sim.ids() == ids_of(sent)
+
+
+def test_a_retry_outcome_never_carries_the_token() -> None:
+    sink = SplunkHecSink(hec_config("http://127.0.0.1:9", token="tok-visible?"))
+    body = sink._build([Record(1, "a", event().to_json())])
+    for status, raw in [(403, b'{"text":"Invalid token","code":4}'), (503, b""), (500, b"oops")]:
+        outcome = sink._classify([Record(1, "a", "{}")], body, status, raw, None, None)
+        assert isinstance(outcome, Hold | Retry) and "tok-visible" not in outcome.reason
+    assert gzip.decompress(body.data).startswith(b'{"time":')
