@@ -116,8 +116,8 @@ class Delivery:
             if len(self._inflight) >= self.max_in_flight:
                 await self._wait_inflight()
                 continue
-            # While acks are outstanding, wake up now and then to settle them even if no new event arrives.
-            if not await self.journal.wait_beyond(pos, timeout=1.0 if self._inflight else None):
+            # Wake for new events, or as soon as an outstanding acknowledgement resolves (to settle it).
+            if not await self._wait_events_or_acks(pos):
                 continue
             await self._fill(pos)
             batch = await self.journal.read(pos, self.max_events, self.max_bytes)
@@ -140,6 +140,21 @@ class Delivery:
             # Returns on every commit (True or not): loop until the batch is full or the wait is over.
             await self.journal.wait_beyond(pos + self.max_events - 1, timeout=left)
 
+    async def _wait_events_or_acks(self, pos: int) -> bool:
+        """Wait until the journal has events after ``pos`` (True) or an in-flight ack resolved (False)."""
+        acks = [f for entry in self._inflight for _, f in entry.parts if f is not None and not f.done()]
+        if not acks:
+            return await self.journal.wait_beyond(pos)
+        if self.journal.head > pos:
+            return True
+        grew = asyncio.ensure_future(self.journal.wait_beyond(pos))
+        try:
+            await asyncio.wait([grew, *acks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not grew.done():
+                grew.cancel()
+        return self.journal.head > pos
+
     async def _wait_inflight(self) -> None:
         futures = [f for part in self._inflight[0].parts if (f := part[1]) is not None and not f.done()]
         if futures:
@@ -155,7 +170,7 @@ class Delivery:
                 if fut.cancelled() or fut.exception() is not None or not fut.result():
                     # The destination never confirmed these: resend them (same ids, so at worst duplicates
                     # that consumers can drop by id; never a loss).
-                    self._log.warning("delivery not acknowledged in time; resending", events=len(records))
+                    self._log.warning("delivery not confirmed; resending", events=len(records))
                     head.parts[i] = (records, None)
                     redo = _InFlight(head.last_seq)
                     await self._deliver(records, redo)
@@ -237,7 +252,10 @@ class Delivery:
 
     async def _send_once(self, part: Sequence[Record]) -> Outcome:
         try:
-            return await asyncio.wait_for(self.sink.send(part), self.send_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands just as
+            # send() finishes, and the loop would then outlive the shutdown that cancelled it.
+            async with asyncio.timeout(self.send_timeout):
+                return await self.sink.send(part)
         except TimeoutError:
             return Retry(f"no answer within {self.send_timeout:g}s")
         except asyncio.CancelledError:
