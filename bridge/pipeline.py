@@ -29,7 +29,13 @@ class Pipeline:
     async def open(cls, journal: Journal) -> Pipeline:
         return cls(journal, Differ(journal.install_id, await journal.load_state()))
 
-    async def ingest(self, hub: str, hub_type: str, readings: Iterable[Reading]) -> list[Event]:
+    async def ingest(
+        self,
+        hub: str,
+        hub_type: str,
+        readings: Iterable[Reading],
+        on_changes: Callable[[list[Event]], None] | None = None,
+    ) -> list[Event]:
         """Diff ``readings`` and durably record the changes with the new last-known values.
 
         Raises :class:`JournalFull` before diffing when the journal has no room, so the last-known values stay
@@ -40,6 +46,10 @@ class Pipeline:
         events, rows = self.differ.diff(hub, hub_type, readings)
         if not rows:
             return events
+        if on_changes is not None:
+            # Synchronously with the diff, before the commit yields: a source can note what it took before any
+            # other reading of the same hub is diffed.
+            on_changes(events)
         try:
             await self.journal.append(events, rows)
         except JournalError:

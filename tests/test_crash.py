@@ -26,6 +26,7 @@ import aiohttp
 
 from bridge.events import FIELDS
 from bridge.sim.hubitat import HubitatSim
+from bridge.sources.hubitat import MOMENTARY
 from bridge.state import same_value
 
 ROUNDS = 5
@@ -116,7 +117,13 @@ async def test_sigkill_loses_nothing(tmp_path: Path) -> None:
         port = free_port()
         cfg = write_config(tmp_path, sim.url, port)
         # Numeric attributes get globally increasing values, so every change is unique and traceable.
-        keys = [k for k, v in sim.state().items() if isinstance(v, int) and not isinstance(v, bool)]
+        # Momentary attributes (button "pushed", "held"...) are occurrences: a repeat is a new press, so a
+        # POST-URL copy that arrives after a restart cannot be told from one. Only states are pushed here.
+        keys = [
+            k
+            for k, v in sim.state().items()
+            if isinstance(v, int) and not isinstance(v, bool) and k[1] not in MOMENTARY
+        ]
         assert len(keys) >= 5
         counter = 1_000_000
         pushing = True

@@ -35,7 +35,7 @@ import structlog
 
 from bridge.config import HubitatHubConfig
 from bridge.errors import HubAuthError, HubError, HubProtocolError, HubUnavailable, JournalError, JournalFull
-from bridge.events import Kind, Reading, SourceName
+from bridge.events import Event, Kind, Reading, SourceName
 from bridge.pipeline import Pipeline
 from bridge.sources.streams import DualStreamMatcher
 
@@ -376,14 +376,17 @@ class HubitatSource:
                 r for r in readings if self._pushed_at.get((r.kind, r.device_id or "", r.attribute), 0) < started
             ]
             readings.append(self._status_reading(True, None, now))
-            for ev in await self.pipeline.ingest(self.name, HUB_TYPE, readings):
-                if ev.kind != "bridge":
-                    self._matcher.note_polled((ev.kind, ev.device_id or "", ev.attribute), ev.value)
+            await self.pipeline.ingest(self.name, HUB_TYPE, readings, on_changes=self._note_polled)
             self.polls += 1
             if self._hub_online is not True:
                 self._log.info("hub online", devices=len(devices), source=source)
             self._hub_online = True
             self.status = "ok"
+
+    def _note_polled(self, events: list[Event]) -> None:
+        for ev in events:
+            if ev.kind != "bridge":
+                self._matcher.note_polled((ev.kind, ev.device_id or "", ev.attribute), ev.value)
 
     async def _device_readings(self, item: dict[str, Any], source: SourceName, now: float) -> list[Reading]:
         device_id = str(item["id"])
