@@ -32,7 +32,10 @@ T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL, body TEXT NOT NULL,
+    size INTEGER NOT NULL  -- len(body), so accounting never has to measure text (length() counts characters)
+);
 CREATE TABLE IF NOT EXISTS state (
     hub TEXT NOT NULL, kind TEXT NOT NULL, device_id TEXT NOT NULL, attribute TEXT NOT NULL,
     value TEXT NOT NULL, seq INTEGER NOT NULL,
@@ -135,7 +138,7 @@ class Journal:
         # After a full trim the events table is empty; the head lives on in meta so seqs never restart.
         if stored_head is not None:
             self._head = max(self._head, int(stored_head[0]))
-        self._bytes = db.execute("SELECT COALESCE(SUM(length(body)), 0) FROM events").fetchone()[0]
+        self._bytes = db.execute("SELECT COALESCE(SUM(size), 0) FROM events").fetchone()[0]
         self._cursors = dict(db.execute("SELECT sink, seq FROM cursors").fetchall())
 
     async def close(self) -> None:
@@ -261,20 +264,21 @@ class Journal:
     def _commit_sync(self, batch: list[_Append]) -> tuple[int, int]:
         db = self.db
         seq = self._head
-        rows: list[tuple[int, str, str]] = []
+        rows: list[tuple[int, str, str, int]] = []
         state: dict[StateKey, StateRow] = {}
         nbytes = 0
         for item in batch:
             for ev in item.events:
                 seq += 1
                 body = ev.to_json()
-                nbytes += len(body)
-                rows.append((seq, ev.id, body))
+                size = len(body)
+                nbytes += size
+                rows.append((seq, ev.id, body, size))
             for row in item.state:
                 state[row.key] = row
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT INTO events (seq, id, body) VALUES (?, ?, ?)", rows)
+            db.executemany("INSERT INTO events (seq, id, body, size) VALUES (?, ?, ?, ?)", rows)
             db.executemany(
                 "INSERT INTO state (hub, kind, device_id, attribute, value, seq) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (hub, kind, device_id, attribute) DO UPDATE SET value=excluded.value, seq=excluded.seq",
@@ -407,7 +411,7 @@ class Journal:
 
         def _trim() -> int:
             db = self.db
-            (gone,) = db.execute("SELECT COALESCE(SUM(length(body)), 0) FROM events WHERE seq <= ?", (low,)).fetchone()
+            (gone,) = db.execute("SELECT COALESCE(SUM(size), 0) FROM events WHERE seq <= ?", (low,)).fetchone()
             if gone:
                 db.execute("DELETE FROM events WHERE seq <= ?", (low,))
             return int(gone)
