@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 
@@ -52,9 +52,12 @@ CREATE TABLE IF NOT EXISTS hub_meta (hub TEXT NOT NULL, key TEXT NOT NULL, value
 """
 
 
-@dataclass(slots=True, frozen=True)
-class Record:
-    """One journalled event as a sink reads it: its sequence number and its JSON line."""
+class Record(NamedTuple):
+    """One journalled event as a sink reads it: its sequence number and its JSON line.
+
+    A NamedTuple, not a frozen dataclass: sinks read hundreds of thousands a second and a tuple is built at C
+    speed.
+    """
 
     seq: int
     id: str
