@@ -25,42 +25,13 @@ from bridge.journal import Journal, Record
 from bridge.pipeline import Pipeline
 from bridge.sinks.base import Delivered, Hold, Outcome, Rejected, Retry, Sink, TooLarge
 from bridge.sinks.file import FileSink
+from tests.helpers import CONTRACT_FIELDS
 
-CONTRACT_FIELDS = [
-    "id",
-    "time",
-    "hub",
-    "hub_type",
-    "kind",
-    "device_id",
-    "device",
-    "room",
-    "attribute",
-    "value",
-    "previous",
-    "unit",
-    "source",
-    "description",
-]
 BIG = 1 << 30
 GUARD = 10.0  # seconds; a hang guard, never a speed assertion
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-@pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = Journal(tmp_path / "state" / "journal.sqlite3")
-    await j.open()
-    task = asyncio.create_task(j.run())
-    try:
-        yield j
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await j.close()
 
 
 @pytest.fixture

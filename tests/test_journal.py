@@ -6,7 +6,6 @@ Everything runs against a real journal file in tmp_path, with its committer task
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import subprocess
@@ -22,39 +21,9 @@ from bridge.events import Reading, event_id
 from bridge.journal import Journal
 from bridge.pipeline import Pipeline
 from bridge.state import MOMENTARY_DUPLICATE_WINDOW, Differ
+from tests.helpers import CONTRACT_FIELDS, running_journal
 
-# DESIGN section 3, in order. Written out here (not imported) so a change to the contract fails this test.
-CONTRACT_FIELDS = [
-    "id",
-    "time",
-    "hub",
-    "hub_type",
-    "kind",
-    "device_id",
-    "device",
-    "room",
-    "attribute",
-    "value",
-    "previous",
-    "unit",
-    "source",
-    "description",
-]
 BIG = 1 << 30
-
-
-@contextlib.asynccontextmanager
-async def running_journal(path: Path, **kwargs: Any) -> AsyncIterator[Journal]:
-    journal = Journal(path, **kwargs)
-    await journal.open()
-    task = asyncio.create_task(journal.run())
-    try:
-        yield journal
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await journal.close()
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from bridge.sim.hec import HecSim
 from bridge.sinks import build_sink
 from bridge.sinks.base import Hold, Retry
 from bridge.sinks.splunk_hec import SplunkHecSink, build_ssl_context, parse_retry_after
+from tests.helpers import running_journal
 
 TOKEN = "sim-hec-token"
 ACK_TOKEN = "ack-token-0001"
@@ -48,16 +49,9 @@ GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 
 @pytest.fixture
 async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
-    j = Journal(tmp_path / "state" / "journal.sqlite3", synchronous="normal")
-    await j.open()
-    task = asyncio.create_task(j.run())
-    try:
+    # synchronous=normal: these tests are about HEC, not power loss, and run many commits.
+    async with running_journal(tmp_path / "state" / "journal.sqlite3", synchronous="normal") as j:
         yield j
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await j.close()
 
 
 @pytest.fixture
