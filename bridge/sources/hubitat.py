@@ -55,6 +55,7 @@ MAX_FRAME_BUFFER = 1024 * 1024
 INGEST_QUEUE = 10_000
 INGEST_BATCH = 2_000
 RELEARN_AFTER = 3600.0
+_DECODER = json.JSONDecoder()
 # An identical eventsocket frame within this many seconds is the hub repeating itself, not a second event
 # (the diff treats two identical momentary events this close together the same way).
 REPEAT_WINDOW = 1.0
@@ -592,13 +593,14 @@ class HubitatSource:
 
     async def _feed(self, buffer: str) -> str:
         """Parse complete JSON objects from ``buffer``; return the incomplete rest (a frame split in parts)."""
-        decoder = json.JSONDecoder()
+        decoder = _DECODER
         pos, end = 0, len(buffer)
         while True:
             while pos < end and buffer[pos].isspace():
                 pos += 1
             if pos >= end:
                 return ""
+            start = pos
             try:
                 obj, pos = decoder.raw_decode(buffer, pos)
             except ValueError as exc:
@@ -616,7 +618,8 @@ class HubitatSource:
                 pos = nxt
                 continue
             if isinstance(obj, dict):
-                if self._repeated_frame(obj):
+                # Repeats matter only with POST-URL on too (see _repeated_frame); the diff drops them otherwise.
+                if self._matcher.enabled and self._repeated_frame(buffer[start:pos]):
                     continue
                 reading = self._from_push(obj, "eventsocket")
                 if reading is not None:
@@ -624,17 +627,20 @@ class HubitatSource:
             else:
                 self._log.warning("ignored an eventsocket frame that is not a JSON object", frame=_snippet(str(obj)))
 
-    def _repeated_frame(self, frame: dict[str, Any]) -> bool:
+    def _repeated_frame(self, text: str) -> bool:
         """The eventsocket sends some frames twice (hubitat.md 2.2): the same object again within a second.
 
         The diff would drop the repeat anyway, but with POST-URL on too, a repeat counted as a second eventsocket
         event would later swallow a real POST-URL change back to that value as its "copy".
         """
+        # The hub repeats a frame byte for byte, so its text is the key.
         now = time.monotonic()
-        text = json.dumps(frame, sort_keys=True, default=str)
         recent = self._recent_frames
-        while recent and now - next(iter(recent.values())) > REPEAT_WINDOW:
-            del recent[next(iter(recent))]
+        while recent:
+            oldest = next(iter(recent))
+            if now - recent[oldest] <= REPEAT_WINDOW:
+                break
+            del recent[oldest]
         if text in recent:
             return True
         recent[text] = now
