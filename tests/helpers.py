@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +43,16 @@ async def running_journal(path: Path, **kwargs: Any) -> AsyncIterator[Journal]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await journal.close()
+
+
+async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    """Poll ``cond`` until it holds; fail (never hang) after ``timeout`` seconds.
+
+    Polling on purpose: cursors and sink states live inside the code under test, with no event to wait on.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            while not cond():
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting until {what}") from None

@@ -25,7 +25,7 @@ from bridge.journal import Journal, Record
 from bridge.pipeline import Pipeline
 from bridge.sinks.base import Delivered, Hold, Outcome, Rejected, Retry, Sink, TooLarge
 from bridge.sinks.file import FileSink
-from tests.helpers import CONTRACT_FIELDS
+from tests.helpers import CONTRACT_FIELDS, wait_until
 
 BIG = 1 << 30
 GUARD = 10.0  # seconds; a hang guard, never a speed assertion
@@ -62,16 +62,6 @@ async def ingest(pipeline: Pipeline, n: int) -> list[Event]:
     return events
 
 
-async def wait_until(cond: Callable[[], bool], what: str, timeout: float = GUARD) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            # Polling on purpose: cursors and sink status live inside the code under test, with no event to wait on.
-            while not cond():
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting until {what}") from None
-
-
 @contextlib.asynccontextmanager
 async def delivering(sink: Sink, journal: Journal, **kwargs: Any) -> AsyncIterator[Delivery]:
     options: dict[str, Any] = {"max_wait": 0.0, "retry_initial": 0.01, "retry_max": 0.05, "send_timeout": 5.0}
@@ -90,6 +80,16 @@ async def delivering(sink: Sink, journal: Journal, **kwargs: Any) -> AsyncIterat
 
 async def caught_up(journal: Journal, name: str) -> None:
     await wait_until(lambda: journal.cursor(name) == journal.head, f"sink {name} delivered everything")
+
+
+async def deliver_all(sink: Sink, journal: Journal, **kwargs: Any) -> None:
+    """Start ``sink``, run its delivery loop until everything journalled is delivered, close it."""
+    await sink.start()
+    try:
+        async with delivering(sink, journal, **kwargs):
+            await caught_up(journal, sink.name)
+    finally:
+        await sink.close()
 
 
 def file_config(path: Path, **kwargs: Any) -> FileSinkConfig:
@@ -166,12 +166,7 @@ async def test_cursor_moves_only_after_the_file_holds_the_lines(
 
     monkeypatch.setattr(journal, "advance", advance)
     sink = FileSink(file_config(path, fsync=fsync))
-    await sink.start()
-    try:
-        async with delivering(sink, journal, max_events=3):
-            await caught_up(journal, "archive")
-    finally:
-        await sink.close()
+    await deliver_all(sink, journal, max_events=3)
     assert seen == [3, 6, 9, 10]
     assert problems == []
 
@@ -183,12 +178,7 @@ async def test_rotation_by_size_loses_nothing(tmp_path: Path, journal: Journal, 
     longest = max(len(e.to_json()) + 1 for e in events)
     rotate = 3 * longest
     sink = FileSink(file_config(path, rotate_bytes=rotate, keep_files=100))
-    await sink.start()
-    try:
-        async with delivering(sink, journal, max_events=2):
-            await caught_up(journal, "archive")
-    finally:
-        await sink.close()
+    await deliver_all(sink, journal, max_events=2)
 
     rotated = rotated_files(path)
     assert len(rotated) >= 8
@@ -206,12 +196,7 @@ async def test_rotation_drops_the_oldest_files(tmp_path: Path, journal: Journal,
     events = await ingest(pipeline, 30)
     longest = max(len(e.to_json()) + 1 for e in events)
     sink = FileSink(file_config(path, rotate_bytes=3 * longest, keep_files=2))
-    await sink.start()
-    try:
-        async with delivering(sink, journal, max_events=2):
-            await caught_up(journal, "archive")
-    finally:
-        await sink.close()
+    await deliver_all(sink, journal, max_events=2)
 
     assert [p.name for p in rotated_files(path)] == ["events.jsonl.2", "events.jsonl.1"]
     lines = [
@@ -228,12 +213,7 @@ async def test_rotation_with_keep_files_zero(tmp_path: Path, journal: Journal, p
     events = await ingest(pipeline, 12)
     longest = max(len(e.to_json()) + 1 for e in events)
     sink = FileSink(file_config(path, rotate_bytes=3 * longest, keep_files=0))
-    await sink.start()
-    try:
-        async with delivering(sink, journal, max_events=2):
-            await caught_up(journal, "archive")
-    finally:
-        await sink.close()
+    await deliver_all(sink, journal, max_events=2)
     assert rotated_files(path) == []
     lines = lines_of(path)
     assert 0 < len(lines) < 12

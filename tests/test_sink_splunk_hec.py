@@ -36,7 +36,7 @@ from bridge.sim.hec import HecSim
 from bridge.sinks import build_sink
 from bridge.sinks.base import Hold, Retry
 from bridge.sinks.splunk_hec import SplunkHecSink, build_ssl_context, parse_retry_after
-from tests.helpers import running_journal
+from tests.helpers import running_journal, wait_until
 
 TOKEN = "sim-hec-token"
 ACK_TOKEN = "ack-token-0001"
@@ -102,16 +102,6 @@ def hec_config(sim: HecSim | str, **kw: Any) -> SplunkHecSinkConfig:
     }
     data.update(kw)
     return SplunkHecSinkConfig.model_validate(data)
-
-
-async def wait_until(cond: Callable[[], bool], what: str, timeout: float = GUARD) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            # Polling on purpose: cursors and sink state live inside the code under test.
-            while not cond():
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting until {what}") from None
 
 
 @dataclass

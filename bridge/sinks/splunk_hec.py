@@ -323,29 +323,27 @@ class SplunkHecSink(Sink):
 
     # ------------------------------------------------------------------ envelopes
 
+    def _envelope_keys(self, hub: str) -> str:
+        """``"host":...,"source":...,"sourcetype":...`` for ``hub``: the envelope keys both kinds share."""
+        cfg = self.config
+        host = cfg.host if cfg.host is not None else hub
+        source = cfg.source if cfg.source is not None else f"hubbridge:{hub}"
+        return f'"host":{_json_str(host)},"source":{_json_str(source)},"sourcetype":{_json_str(cfg.sourcetype)}'
+
     def _head(self, hub: str) -> str:
         """The metadata keys of an event envelope for ``hub``, as JSON text (cached: a few hubs at most)."""
         head = self._heads.get(hub)
         if head is None:
-            cfg = self.config
-            host = cfg.host if cfg.host is not None else hub
-            source = cfg.source if cfg.source is not None else f"hubbridge:{hub}"
-            head = f'"host":{_json_str(host)},"source":{_json_str(source)},"sourcetype":{_json_str(cfg.sourcetype)}'
-            if cfg.index:
-                head += f',"index":{_json_str(cfg.index)}'
+            head = self._envelope_keys(hub)
+            if self.config.index:
+                head += f',"index":{_json_str(self.config.index)}'
             self._heads[hub] = head
         return head
 
     def _metric_head(self, hub: str) -> str:
         head = self._metric_heads.get(hub)
         if head is None:
-            cfg = self.config
-            host = cfg.host if cfg.host is not None else hub
-            source = cfg.source if cfg.source is not None else f"hubbridge:{hub}"
-            head = (
-                f'"event":"metric","host":{_json_str(host)},"source":{_json_str(source)},'
-                f'"sourcetype":{_json_str(cfg.sourcetype)},"index":{_json_str(cfg.metrics_index)}'
-            )
+            head = f'"event":"metric",{self._envelope_keys(hub)},"index":{_json_str(self.config.metrics_index)}'
             self._metric_heads[hub] = head
         return head
 

@@ -679,15 +679,18 @@ class HubitatSource:
             time=time.time(),
         )
 
+    def _on_pushed(self, reading: RawReading) -> None:
+        if reading.kind == "hub" and reading.attribute == "systemStart":
+            # The hub rebooted: whatever changed during the reboot is only visible to a poll.
+            self._log.info("hub restarted", build=reading.raw)
+            self.request_reconcile()
+
     async def _enqueue(self, reading: RawReading) -> None:
         key = (reading.kind, reading.device_id or "", reading.attribute)
         if self._matcher.is_copy("eventsocket", key, reading.raw):
             return
         self._pushed_at[key] = time.monotonic()
-        if reading.kind == "hub" and reading.attribute == "systemStart":
-            # The hub rebooted: whatever changed during the reboot is only visible to a poll.
-            self._log.info("hub restarted", build=reading.raw)
-            self.request_reconcile()
+        self._on_pushed(reading)
         self._enqueued += 1
         await self._queue.put(reading)
 
@@ -772,9 +775,7 @@ class HubitatSource:
                 return 503, "journal busy"
             return 200, "OK"
         self._pushed_at[key] = time.monotonic()
-        if raw.kind == "hub" and raw.attribute == "systemStart":
-            self._log.info("hub restarted", build=raw.raw)
-            self.request_reconcile()
+        self._on_pushed(raw)
         try:
             readings = await self._typed([raw])
             await self.pipeline.ingest(self.name, HUB_TYPE, readings)
