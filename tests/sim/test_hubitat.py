@@ -22,7 +22,7 @@ TOKEN = "sim-token"
 
 
 def fixture(name: str) -> str:
-    return importlib.resources.files("bridge.sim").joinpath("data", f"hubitat_{name}").read_text("utf-8")
+    return importlib.resources.files("bridge.sim.hubitat").joinpath("data", name).read_text("utf-8")
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ RAW = "/services/collector/raw"
 ACK = "/services/collector/ack"
 HEALTH = "/services/collector/health"
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Splunk {TOKEN}"}
 ACK_AUTH = {"Authorization": f"Splunk {ACK_TOKEN}"}
 

@@ -2,7 +2,7 @@
 
 The simulator is a real :mod:`aiohttp` server bound to loopback. It holds the hub state (devices, modes, HSM)
 and reproduces the wire formats and quirks documented in ``/work/shared/reference/hubitat.md`` (cited below as
-"ref §N"), using copies of the public payload fixtures shipped in ``bridge/sim/data/hubitat_*``:
+"ref §N"), using copies of the public payload fixtures shipped in ``bridge/sim/hubitat/data/``:
 
 * Maker API under ``/apps/api/<appId>/`` (ref §1): JSON served as ``text/html``, an ``HUBSESSION`` cookie,
   chunked bodies and no ``Server`` header; ``/devices/all`` with all-string attribute maps polluted by junk
@@ -55,8 +55,8 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @functools.cache
 def _fixture_text(name: str) -> str:
-    """Read ``bridge/sim/data/hubitat_<name>`` (package data, so it works from an installed wheel too)."""
-    return importlib.resources.files("bridge.sim").joinpath("data", f"hubitat_{name}").read_text("utf-8")
+    """Read ``bridge/sim/hubitat/data/<name>`` (package data, so it works from an installed wheel too)."""
+    return importlib.resources.files("bridge.sim.hubitat").joinpath("data", name).read_text("utf-8")
 
 
 def _fixture_json(name: str) -> Any:
