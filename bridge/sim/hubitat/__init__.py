@@ -14,6 +14,9 @@ and reproduces the wire formats and quirks documented in ``/work/shared/referenc
 * ``/eventsocket`` (ref §2): hand-built JSON text frames with ``"null"`` strings and integer ids, optional
   duplicated / split frames, optional server pings, dead (silent) sockets and abrupt drops.
 * A few hub-root health endpoints (ref §4) and a booting state ("Your hub is starting up").
+* Fault injection beyond the hub's own quirks: exact raw bodies for any Maker API path
+  (``raw_responses``), slow device details (``detail_delay``), raw eventsocket frames (``inject_frame``) and
+  raw webhook bodies (``post_raw``).
 
 Hub state is the source of truth for end-to-end checks: :meth:`HubitatSim.state` returns what the hub holds,
 including changes made with ``push=False`` that no client was told about (a missed event).

@@ -50,16 +50,17 @@ class _EventSocket:
 
     ws: web.WebSocketResponse
     transport: asyncio.Transport | None
-    queue: deque[str] = field(default_factory=deque)
+    queue: deque[tuple[str, bool]] = field(default_factory=deque)  # (frame, verbatim)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     idle: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)  # set when the handler has returned
     dead: bool = False  # "zombie" after a simulated reboot: open TCP, never another byte (ref §2.3)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def enqueue(self, frame: str) -> None:
-        """Queue ``frame`` after the frames already queued."""
-        self.queue.append(frame)
+    def enqueue(self, frame: str, *, verbatim: bool = False) -> None:
+        """Queue ``frame`` after the frames already queued. The split/duplicate quirks apply to it unless
+        ``verbatim``, which sends it once, as it is."""
+        self.queue.append((frame, verbatim))
         self.idle.clear()
         self.wakeup.set()
 
@@ -95,6 +96,20 @@ class EventSocketMixin(HubState):
                 if not sock.dead:
                     sock.enqueue(frame)
         super()._publish(event)
+
+    def inject_frame(self, text: str) -> int:
+        """Send ``text`` as one text frame on every open eventsocket, verbatim: never split or duplicated.
+
+        It is queued behind the frames already queued on each socket, so it arrives in order with the normal
+        traffic. Sockets that are dead (after ``reboot(dead_sockets=True)``) are skipped, and while ``silent`` is
+        set the frame is swallowed like any other. Returns the number of sockets it was queued on.
+        """
+        count = 0
+        for sock in self._sockets:
+            if not sock.dead:
+                sock.enqueue(text, verbatim=True)
+                count += 1
+        return count
 
     async def push_burst(self, changes: Iterable[tuple[str, str, Any]], timeout: float = 60.0) -> None:
         """Apply many changes (each published unless unchanged) and wait until every frame was written to
@@ -179,9 +194,12 @@ class EventSocketMixin(HubState):
                     sock.wakeup.clear()
                     await sock.wakeup.wait()
                     continue
-                frame = queue.popleft()
+                frame, verbatim = queue.popleft()
                 if self.silent or sock.dead:
                     continue  # a dead socket swallows everything
+                if verbatim:
+                    await ws.send_str(frame)
+                    continue
                 copies = 2 if self.duplicate_frame_rate and self._frame_rng.random() < self.duplicate_frame_rate else 1
                 for _ in range(copies):  # no de-duplication on the eventsocket (ref §2.2, §5.5)
                     if self.split_frame_rate and len(frame) > 1 and self._frame_rng.random() < self.split_frame_rate:

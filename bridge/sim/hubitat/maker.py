@@ -52,6 +52,15 @@ class MakerApiMixin(PostUrlMixin):
         self.token_valid: bool = True  # False: every Maker API call gets the XML 401
         self.html_error: int | None = None  # every Maker API call gets the HTML error page with this status
         self.malformed_json: bool = False  # /devices/all cut mid-object, still HTTP 200
+        #: Maker API path (relative to /apps/api/<appId>/, no leading slash, no query, e.g. "devices/all",
+        #: "modes", "devices/130") -> (HTTP status, body) served instead of the route's answer, with the hub's
+        #: usual headers and JSON content type. Text is UTF-8 encoded (a lone surrogate goes out as its raw,
+        #: invalid bytes), bytes are sent as they are. Checked after starting_up, html_error and the token, so
+        #: those still answer first; the route itself does not run (a command path does not run the command).
+        self.raw_responses: dict[str, tuple[int, str | bytes]] = {}
+        #: Seconds to hold every answer to /devices/<id> (the device detail, not /devices/all or /devices/<id>/...)
+        #: before sending it; on top of ``response_delay``.
+        self.detail_delay: float = 0.0
         # --- plumbing -----------------------------------------------------------------------------------------
         self._commands_pending: set[asyncio.TimerHandle | asyncio.Handle] = set()
 
@@ -71,6 +80,13 @@ class MakerApiMixin(PostUrlMixin):
         segs = [unquote(s) for s in tail.split("/")]
         while segs and segs[-1] == "":
             segs.pop()
+        if self.detail_delay > 0 and len(segs) == 2 and segs[0] == "devices" and segs[1] not in ("all", "*"):
+            await asyncio.sleep(self.detail_delay)
+        raw = self.raw_responses.get("/".join(segs))
+        if raw is not None:
+            status, data = raw
+            payload = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+            return body(payload, self._json_type(), status)
         if tail == "postURL" or tail.startswith("postURL/"):
             return self._handle_post_url(request, tail[len("postURL/") :])
         match segs:

@@ -26,9 +26,10 @@ class PostUrlMixin(HubState):
         self.post_timeout: float = 2.0
         # --- observation --------------------------------------------------------------------------------------
         self.post_results: list[tuple[dict[str, Any], int | None]] = []  # (body, HTTP status or None)
+        self.raw_post_results: list[tuple[bytes, int | None]] = []  # the same for post_raw()
         self.posted_url: str | None = None  # registered with GET /postURL/<url>; settable directly
         # --- plumbing -----------------------------------------------------------------------------------------
-        self._post_queue: deque[tuple[str, dict[str, Any]]] = deque()
+        self._post_queue: deque[tuple[str, dict[str, Any] | bytes]] = deque()  # (url, body; bytes: post_raw)
         self._post_wakeup = asyncio.Event()
         self._posts_idle = asyncio.Event()
         self._posts_idle.set()
@@ -54,12 +55,26 @@ class PostUrlMixin(HubState):
             self._queue_post(url, {"content": content})
         super()._publish(event)
 
+    def post_raw(self, body: bytes | str) -> None:
+        """POST ``body`` exactly as given (text is UTF-8 encoded) to the registered postURL.
+
+        It is queued behind the webhook POSTs already queued, so it is sent in order with the normal traffic, with
+        the hub's usual ``Content-Type: application/json``. It is never dropped (``post_drop_rate`` does not
+        apply) nor retried; ``(body_bytes, status)`` is appended to :attr:`raw_post_results` once it has been
+        attempted (status None: no answer). :meth:`wait_posts_idle` waits for it too. Raises
+        :class:`RuntimeError` when no postURL is registered.
+        """
+        url = self.posted_url
+        if url is None:
+            raise RuntimeError("no postURL is registered (GET /postURL/<url> or set posted_url)")
+        self._queue_post(url, body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body))
+
     async def wait_posts_idle(self, timeout: float = 10.0) -> None:
         """Wait until every queued postURL POST has been attempted (raises :class:`TimeoutError`)."""
         async with asyncio.timeout(timeout):
             await self._posts_idle.wait()
 
-    def _queue_post(self, url: str, body: dict[str, Any]) -> None:
+    def _queue_post(self, url: str, body: dict[str, Any] | bytes) -> None:
         self._post_queue.append((url, body))
         self._posts_idle.clear()
         self._post_wakeup.set()
@@ -88,6 +103,9 @@ class PostUrlMixin(HubState):
                 await self._post_wakeup.wait()
                 continue
             url, body = queue.popleft()
+            if isinstance(body, bytes):
+                self.raw_post_results.append((body, await self._post_once(url, body)))
+                continue
             status: int | None = None
             if not (self.post_drop_rate and self._post_rng.random() < self.post_drop_rate):
                 payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
