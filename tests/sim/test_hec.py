@@ -629,3 +629,58 @@ async def test_cli_prints_indexed_events(client: aiohttp.ClientSession) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 5) == 0
+
+
+# ------------------------------------------------------------------------------- servers without ack or health
+
+
+async def test_without_ack_endpoint_ack_is_a_plain_404(client: aiohttp.ClientSession) -> None:
+    """ack_endpoint=False: /ack answers 404 "Not Found" in plain text, for any method and any token."""
+    async with HecSim(ack_tokens=(ACK_TOKEN,), ack_endpoint=False) as s:
+        assert s.ack_endpoint is False
+        headers = {**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}
+        for hdrs in (headers, AUTH, {}):
+            status, body, resp = await post(client, s, b'{"acks":[0]}', headers=hdrs, path=ACK)
+            assert (status, body, resp.content_type) == (404, "Not Found", "text/plain")
+        async with client.get(s.url + ACK, headers=headers) as resp:
+            assert (resp.status, await resp.text()) == (404, "Not Found")  # no such path: 404, not 405
+        assert [(r.path, r.status, r.code) for r in s.requests] == [(ACK, 404, None)] * 4
+
+
+async def test_without_ack_endpoint_events_never_get_an_ack_id(client: aiohttp.ClientSession) -> None:
+    """ack_endpoint=False: ack tokens post like plain ones, channel or not, and no reply carries an ackId."""
+    async with HecSim(ack_tokens=(ACK_TOKEN,), ack_endpoint=False) as s:
+        for headers in ({**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}, ACK_AUTH, AUTH):
+            status, body, _ = await post(client, s, batch(env(1)), headers=headers)
+            assert (status, body) == (200, hec(0))
+        assert all(r.ack_id is None for r in s.requests) and len(s.indexed) == 3
+        # /raw needs a channel on every HEC, with or without acknowledgement.
+        assert (await post(client, s, b"line", headers=ACK_AUTH, path=RAW))[:2] == (400, hec(10))
+        assert (await post(client, s, b"line", path=RAW, params={"channel": CHANNEL}))[:2] == (200, hec(0))
+
+
+async def test_ack_endpoint_can_be_switched_at_runtime(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """ack_endpoint is a plain attribute: off, acks vanish; on again, ids issued before still answer."""
+    headers = {**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}
+    assert (await post(client, sim, batch(env(1)), headers=headers))[1]["ackId"] == 0
+    sim.ack_endpoint = False
+    assert (await post(client, sim, batch(env(2)), headers=headers))[:2] == (200, hec(0))
+    assert (await ack_query(client, sim, [0]))[0] == 404
+    sim.ack_endpoint = True
+    assert await ack_query(client, sim, [0]) == (200, {"acks": {"0": True}})
+    assert (await post(client, sim, batch(env(3)), headers=headers))[1]["ackId"] == 1
+
+
+async def test_without_health_endpoint_health_is_a_plain_404(client: aiohttp.ClientSession) -> None:
+    """health_endpoint=False: /health and /health/1.0 answer 404 "Not Found"; events still work."""
+    async with HecSim(health_endpoint=False) as s:
+        assert s.health_endpoint is False
+        for path in (HEALTH, HEALTH + "/1.0"):
+            async with client.get(s.url + path, headers=AUTH) as resp:
+                assert (resp.status, await resp.text(), resp.content_type) == (404, "Not Found", "text/plain")
+        assert (await post(client, s, b"", path=HEALTH))[:2] == (404, "Not Found")  # not 405 either
+        assert (await post(client, s, batch(env(1))))[:2] == (200, hec(0))
+        s.health_endpoint = True
+        async with client.get(s.url + HEALTH) as resp:
+            assert (resp.status, await resp.json()) == (200, hec(17))
+        assert [r.status for r in s.requests] == [404, 404, 404, 200, 200]

@@ -17,7 +17,8 @@ What it implements (reference §7 is the checklist it follows):
   one are indexed, the reply carries its 0-based ``invalid-event-number`` (§2.1, §3.1);
 * the code table of §3.2 with its exact texts;
 * indexer acknowledgement per token: ackIds per channel from 0, ``/ack`` polling, true reported once
-  (§4);
+  (§4); or none at all (``ack_endpoint=False``: ``/ack`` is a plain 404, as on Fluent Bit's Splunk input),
+  and optionally no health endpoint either (``health_endpoint=False``);
 * fault injection: busy/5xx replies with ``Retry-After``, outages, dropped connections before and after
   the body is read, slow responses, lost or late acks (§7 "Injectable faults").
 

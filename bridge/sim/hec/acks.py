@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.sim.hec.auth import AuthError
+from bridge.sim.hec.auth import AuthError, Token
 from bridge.sim.hec.core import HecCore
 from bridge.sim.hec.protocol import GUID_RE, JSON_CT, dumps
 from bridge.sim.hec.records import RequestRecord
@@ -27,8 +27,13 @@ class _Channel:
 class AckMixin(HecCore):
     """Indexer acknowledgement for :class:`~bridge.sim.hec.HecSim`."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, ack_endpoint: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: False: a HEC without indexer acknowledgement at all, like Fluent Bit's Splunk input or a HEC behind
+        #: some proxies. ``/services/collector/ack`` is then a 404 with a plain "Not Found" body, and event
+        #: posts never get an ackId nor need a channel, whatever the token's ack setting (``/raw`` still needs
+        #: one). Settable at any time; ackIds already issued are kept for when it is switched back on.
+        self.ack_endpoint = ack_endpoint
         #: Seconds after an ackId is issued before ``/ack`` reports it true.
         self.ack_delay = 0.0
         #: ackIds issued while this is True never report true (lost acks).
@@ -55,7 +60,14 @@ class AckMixin(HecCore):
         chan.pending[ack_id] = math.inf if self.ack_never else loop.time() + self.ack_delay
         return ack_id
 
+    def _uses_ack(self, token: Token) -> bool:
+        """Whether a request with ``token`` takes part in acknowledgement (needs a channel, gets an ackId)."""
+        return token.ack and self.ack_endpoint
+
     async def _handle_ack(self, request: web.Request) -> web.Response:
+        if not self.ack_endpoint:
+            await request.read()
+            return self._no_such_endpoint(request)
         channel = self._channel_of(request)
         rec = self._record(request, channel)
         wire = await request.content.read()

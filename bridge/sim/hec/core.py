@@ -114,6 +114,10 @@ class HecCore:
             body = hec_body(code, invalid_event_number, ack_id)
         return web.Response(status=http_status, body=body, content_type=JSON_CT, headers=headers)
 
+    def _no_such_endpoint(self, request: web.Request) -> web.Response:
+        """A server without this endpoint: 404 with a plain "Not Found", no HEC body (recorded, code None)."""
+        return self._plain(self._record(request, self._channel_of(request)), 404, "Not Found")
+
     @staticmethod
     def _plain(rec: RequestRecord, status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
         rec.status = status

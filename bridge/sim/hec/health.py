@@ -16,8 +16,11 @@ from bridge.sim.hec.records import RequestRecord
 class HealthMixin(HecCore):
     """Health reporting for :class:`~bridge.sim.hec.HecSim`."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, health_endpoint: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        #: False: a HEC (or a proxy in front of one) without the health endpoint; ``/services/collector/health``
+        #: and ``/health/1.0`` answer 404 with a plain "Not Found" body. Settable at any time.
+        self.health_endpoint = health_endpoint
         self._health_status = "ok"
 
     @property
@@ -32,6 +35,8 @@ class HealthMixin(HecCore):
         self._health_status = value
 
     async def _handle_health(self, request: web.Request) -> web.Response:
+        if not self.health_endpoint:
+            return self._no_such_endpoint(request)
         rec = self._record(request, self._channel_of(request))
         resp = self._process_health(request, rec)
         if self.response_delay > 0:

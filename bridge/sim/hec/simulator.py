@@ -35,6 +35,8 @@ class HecSim(IndexMixin, AckMixin, FaultMixin, HealthMixin):
         allowed_indexes: Iterable[str] | None = None,
         max_content_length: int = 1_000_000,
         seed: int = 0,
+        ack_endpoint: bool = True,
+        health_endpoint: bool = True,
     ) -> None:
         super().__init__(
             tokens=tokens,
@@ -43,6 +45,8 @@ class HecSim(IndexMixin, AckMixin, FaultMixin, HealthMixin):
             allowed_indexes=allowed_indexes,
             max_content_length=max_content_length,
             seed=seed,
+            ack_endpoint=ack_endpoint,
+            health_endpoint=health_endpoint,
         )
         self._runner: web.AppRunner | None = None
         self.host = "127.0.0.1"
@@ -165,8 +169,10 @@ class HecSim(IndexMixin, AckMixin, FaultMixin, HealthMixin):
             return self._reply(rec, exc.code)
 
         # §1.3 / §4 item 2: ack tokens need a GUID channel on every request; /raw always needs one
-        # (Vector and the older dev docs). A channel sent with a non-ack token is ignored.
-        if token.ack or raw:
+        # (Vector and the older dev docs). A channel sent with a non-ack token is ignored, and so is the
+        # token's ack setting on a server without acknowledgement (ack_endpoint False).
+        use_ack = self._uses_ack(token)
+        if use_ack or raw:
             bad = self._check_channel(channel)
             if bad is not None:
                 return self._reply(rec, bad)
@@ -200,7 +206,7 @@ class HecSim(IndexMixin, AckMixin, FaultMixin, HealthMixin):
             # §3.1: 0-based number of the first event not accepted; the ones before it are indexed.
             return self._reply(rec, err, invalid_event_number=count)
 
-        if token.ack:
+        if use_ack:
             assert channel is not None
             rec.ack_id = self._assign_ack(channel)
         if fault is not None:  # 2xx fault: processed normally, different code (e.g. 24/25 warnings)
@@ -208,6 +214,11 @@ class HecSim(IndexMixin, AckMixin, FaultMixin, HealthMixin):
         return self._reply(rec, 0, ack_id=rec.ack_id)
 
     async def _handle_other(self, request: web.Request) -> web.Response:
+        # Another method on a switched-off endpoint: the server has no such path at all, so 404, not 405.
+        if (request.path == ACK_PATH and not self.ack_endpoint) or (
+            request.path in HEALTH_PATHS and not self.health_endpoint
+        ):
+            return self._no_such_endpoint(request)
         rec = self._record(request, self._channel_of(request))
         allowed = METHOD_OF_PATH.get(request.path)
         if allowed is not None:
