@@ -31,7 +31,7 @@ RAW = "/services/collector/raw"
 ACK = "/services/collector/ack"
 HEALTH = "/services/collector/health"
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AUTH = {"Authorization": f"Splunk {TOKEN}"}
 ACK_AUTH = {"Authorization": f"Splunk {ACK_TOKEN}"}
 
@@ -90,6 +90,7 @@ def hec(code: int, **extra: Any) -> dict[str, Any]:
 
 
 async def test_success_body_is_exact(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """A good post gets exactly {"text":"Success","code":0} as application/json and fills in the index."""
     async with client.post(sim.url + EVENT, data=batch(env(1)), headers=AUTH) as resp:
         assert resp.status == 200
         assert await resp.read() == b'{"text":"Success","code":0}'
@@ -99,6 +100,7 @@ async def test_success_body_is_exact(sim: HecSim, client: aiohttp.ClientSession)
 
 
 async def test_basic_auth_with_token_as_password(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """HTTP Basic with the token as password (any user) is accepted; a bad password or encoding is refused."""
     for user in ("x", ""):
         status, body, _ = await post(client, sim, batch(env(user)), headers=basic(user, TOKEN))
         assert (status, body) == (200, hec(0))
@@ -124,17 +126,20 @@ async def test_basic_auth_with_token_as_password(sim: HecSim, client: aiohttp.Cl
 async def test_auth_failures(
     sim: HecSim, client: aiohttp.ClientSession, headers: dict[str, str], status: int, code: int
 ) -> None:
+    """Missing, malformed and unknown Authorization headers get 401/2, 401/3 and 403/4, and index nothing."""
     assert (await post(client, sim, batch(env(1)), headers=headers))[:2] == (status, hec(code))
     assert sim.indexed == []
     assert sim.requests[-1].status == status and sim.requests[-1].code == code
 
 
 async def test_auth_checked_before_body(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """Authentication is answered before anything about the body."""
     assert (await post(client, sim, b"", headers={}))[:2] == (401, hec(2))
     assert (await post(client, sim, b"{bad", headers={"Authorization": "Splunk x"}))[:2] == (403, hec(4))
 
 
 async def test_query_string_token(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """?token= is refused with 400/16 unless the token allows query-string auth, and is redacted in records."""
     # §1.2: only with allowQueryStringAuth; otherwise 400/16.
     status, body, _ = await post(client, sim, batch(env(1)), headers={}, params={"token": TOKEN})
     assert (status, body) == (400, hec(16))
@@ -148,6 +153,7 @@ async def test_query_string_token(sim: HecSim, client: aiohttp.ClientSession) ->
 
 
 async def test_disabled_revoked_and_rotated_tokens(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """Disabled tokens get 403/1, revoked ones 403/4, and a newly added token works at once."""
     sim.disable_token(TOKEN)
     assert (await post(client, sim, batch(env(1))))[:2] == (403, hec(1))
     sim.enable_token(TOKEN)
@@ -161,6 +167,7 @@ async def test_disabled_revoked_and_rotated_tokens(sim: HecSim, client: aiohttp.
 
 
 async def test_token_is_redacted_in_records(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """Recorded requests never hold the token, only the auth scheme."""
     await post(client, sim, batch(env(1)))
     await post(client, sim, batch(env(1)), headers=basic("u", TOKEN))
     assert sim.requests[0].headers["authorization"] == "Splunk <redacted>"
@@ -173,11 +180,13 @@ async def test_token_is_redacted_in_records(sim: HecSim, client: aiohttp.ClientS
 
 @pytest.mark.parametrize("path", ["/services/collector", EVENT, EVENT + "/1.0"])
 async def test_event_endpoint_aliases(sim: HecSim, client: aiohttp.ClientSession, path: str) -> None:
+    """/services/collector, /event and /event/1.0 all take JSON events."""
     assert (await post(client, sim, batch(env(1)), path=path))[:2] == (200, hec(0))
     assert sim.requests[-1].path == path and sim.requests[-1].n_events == 1
 
 
 async def test_unknown_path_and_wrong_method(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """Unknown paths are 404 and a wrong method on a known path is 405 with Allow."""
     assert (await post(client, sim, batch(env(1)), path="/services/collector/nope"))[0] == 404
     async with client.get(sim.url + EVENT, headers=AUTH) as resp:
         assert resp.status == 405
@@ -186,6 +195,7 @@ async def test_unknown_path_and_wrong_method(sim: HecSim, client: aiohttp.Client
 
 
 async def test_raw_endpoint(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """/raw indexes one event per non-empty line with query-string metadata and always needs a GUID channel."""
     params = {"channel": CHANNEL, "host": "hub1", "sourcetype": "st", "index": "main"}
     for path in (RAW, RAW + "/1.0"):
         status, body, _ = await post(client, sim, b"line one\r\n\nline two\n", path=path, params=params)
@@ -203,6 +213,7 @@ async def test_raw_endpoint(sim: HecSim, client: aiohttp.ClientSession) -> None:
 
 @pytest.mark.parametrize("sep", ["", "\n", " ", "\r\n", "\t \n  "])
 async def test_concatenated_envelopes(sim: HecSim, client: aiohttp.ClientSession, sep: str) -> None:
+    """Concatenated envelopes are parsed whatever whitespace (or none) separates them."""
     body = sep + batch(env(1), env(2), env(3), sep=sep).decode() + sep
     assert (await post(client, sim, body))[:2] == (200, hec(0))
     assert sim.ids() == ["e1", "e2", "e3"]
@@ -210,6 +221,7 @@ async def test_concatenated_envelopes(sim: HecSim, client: aiohttp.ClientSession
 
 
 async def test_gzip_body(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """gzip bodies are decoded (and recorded decoded); a body that is not gzip is 400/6."""
     raw = batch(env(1), env(2), sep="\n")
     headers = {**AUTH, "Content-Encoding": "gzip"}
     assert (await post(client, sim, gzip.compress(raw), headers=headers))[:2] == (200, hec(0))
@@ -219,6 +231,7 @@ async def test_gzip_body(sim: HecSim, client: aiohttp.ClientSession) -> None:
 
 
 async def test_other_encodings_are_415(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """Content encodings other than gzip get 415 without a HEC body."""
     headers = {**AUTH, "Content-Encoding": "deflate"}
     status, _, _ = await post(client, sim, zlib.compress(batch(env(1))), headers=headers)
     assert status == 415
@@ -227,6 +240,7 @@ async def test_other_encodings_are_415(sim: HecSim, client: aiohttp.ClientSessio
 
 @pytest.mark.parametrize("body", [b"", b"  \n "])
 async def test_no_data(sim: HecSim, client: aiohttp.ClientSession, body: bytes) -> None:
+    """An empty or blank body is 400/5, the probe some clients send."""
     # §5.4: hass-splunk's check() probes with an empty POST and expects 400/5.
     assert (await post(client, sim, body))[:2] == (400, hec(5))
 
@@ -252,6 +266,7 @@ async def test_no_data(sim: HecSim, client: aiohttp.ClientSession, body: bytes) 
     ],
 )
 async def test_partial_acceptance(sim: HecSim, client: aiohttp.ClientSession, bad: bytes, code: int) -> None:
+    """A bad envelope stops the batch: the ones before it are indexed and its 0-based number is returned."""
     # §3.1: the events before the bad one are indexed; nothing after it; 0-based invalid-event-number.
     sim.allowed_indexes = frozenset({"main", "home"})
     body = batch(env(0), env(1, index="home"), sep="\n") + b"\n" + bad + batch(env(3))
@@ -263,24 +278,28 @@ async def test_partial_acceptance(sim: HecSim, client: aiohttp.ClientSession, ba
 
 
 async def test_first_event_bad_indexes_nothing(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """When the first envelope is bad nothing is indexed and invalid-event-number is 0."""
     status, reply, _ = await post(client, sim, b'{"nope": 1}' + batch(env(1)))
     assert (status, reply) == (400, hec(12, invalid_event_number=0))
     assert sim.indexed == []
 
 
 async def test_trailing_garbage_after_good_events(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """Garbage after good envelopes is reported at the position after them."""
     status, reply, _ = await post(client, sim, batch(env(0), env(1)) + b"}")
     assert (status, reply) == (400, hec(6, invalid_event_number=2))
     assert sim.ids() == ["e0", "e1"]
 
 
 async def test_invalid_utf8_points_at_its_event(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """Invalid UTF-8 makes its own envelope the invalid one; those before it are indexed."""
     body = batch(env(0)) + b'{"event": "\xff\xfe"}' + batch(env(2))
     assert (await post(client, sim, body))[:2] == (400, hec(6, invalid_event_number=1))
     assert sim.ids() == ["e0"]
 
 
 async def test_accepted_values(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """Numeric-string times, non-object events, null time and flat fields with arrays are accepted."""
     objs: list[dict[str, Any]] = [
         {"event": "text", "time": "1700000000.123"},  # numeric string time (§2.1, Splunk's loggers)
         {"event": 42, "time": 1700000000},
@@ -293,6 +312,7 @@ async def test_accepted_values(sim: HecSim, client: aiohttp.ClientSession) -> No
 
 
 async def test_allowed_indexes_from_constructor(client: aiohttp.ClientSession) -> None:
+    """allowed_indexes restricts the index (the default index is always allowed)."""
     async with HecSim(default_index="home", allowed_indexes=["metrics"]) as s:
         ok = batch({"event": "a"}, {"event": "b", "index": "metrics"}, {"event": "c", "index": "home"})
         assert (await post(client, s, ok))[:2] == (200, hec(0))
@@ -302,6 +322,7 @@ async def test_allowed_indexes_from_constructor(client: aiohttp.ClientSession) -
 
 
 async def test_request_over_max_content_length_is_413(client: aiohttp.ClientSession) -> None:
+    """max_content_length is measured on the wire bytes: too big is 413, the same batch gzipped fits."""
     async with HecSim(max_content_length=2000) as s:
         big = batch(*(env(i) for i in range(40)))
         assert len(big) > 2000
@@ -314,6 +335,7 @@ async def test_request_over_max_content_length_is_413(client: aiohttp.ClientSess
 
 
 async def test_event_over_max_event_size(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """An envelope over max_event_size is invalid; those before it are indexed."""
     sim.max_event_size = 100
     body = batch(env(0), {"event": "x" * 200}, env(2))
     assert (await post(client, sim, body))[:2] == (400, hec(6, invalid_event_number=1))
@@ -321,6 +343,7 @@ async def test_event_over_max_event_size(sim: HecSim, client: aiohttp.ClientSess
 
 
 async def test_reject_event_if(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """reject_event_if refuses an envelope HEC-style (400/6 with its number) and records the reason."""
     sim.reject_event_if = lambda e: "poison" if e["event"].get("id") == "e2" else None
     status, reply, _ = await post(client, sim, batch(*(env(i) for i in range(5)), sep="\n"))
     assert (status, reply) == (400, hec(6, invalid_event_number=2))
@@ -335,6 +358,7 @@ async def test_reject_event_if(sim: HecSim, client: aiohttp.ClientSession) -> No
 
 
 async def test_metrics(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """Metric envelopes are indexed and told apart from events by metrics() and events()."""
     single = {"time": 1.0, "event": "metric", "fields": {"metric_name": "power", "_value": 3.5, "room": "x"}}
     multi = {"time": 2.0, "event": "metric", "fields": {"metric_name:t": 21.5, "metric_name:h": 40, "r": "y"}}
     assert (await post(client, sim, batch(env(1), single, multi, env(2))))[:2] == (200, hec(0))
@@ -355,6 +379,7 @@ async def ack_query(
 
 
 async def test_ack_ids_per_channel_and_true_once(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """ackIds count from 0 per channel, /ack reports true once and then forgets the id."""
     headers = {**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}
     for expected in (0, 1):
         status, body, _ = await post(client, sim, batch(env(expected)), headers=headers)
@@ -370,27 +395,33 @@ async def test_ack_ids_per_channel_and_true_once(sim: HecSim, client: aiohttp.Cl
 
 
 async def test_ack_delayed(sim: HecSim, client: aiohttp.ClientSession) -> None:
-    sim.ack_delay = 0.2
+    """With ack_delay an ackId reports false until the delay has passed, then true."""
     headers = {**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}
+    sim.ack_delay = 3600.0
     assert (await post(client, sim, batch(env(1)), headers=headers))[1]["ackId"] == 0
     assert await ack_query(client, sim, [0]) == (200, {"acks": {"0": False}})
-    await asyncio.sleep(0.25)
-    assert await ack_query(client, sim, [0]) == (200, {"acks": {"0": True}})
+    sim.ack_delay = 0.05  # decided when an id is issued: id 0 keeps its hour
+    assert (await post(client, sim, batch(env(2)), headers=headers))[1]["ackId"] == 1
+    async with asyncio.timeout(15):
+        while await ack_query(client, sim, [1]) != (200, {"acks": {"1": True}}):
+            await asyncio.sleep(0.01)  # polling /ack, as a client does
+    assert await ack_query(client, sim, [0]) == (200, {"acks": {"0": False}})
 
 
 async def test_ack_never(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """ackIds issued while ack_never is set never report true, even after it is switched off."""
     sim.ack_never = True
     headers = {**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}
     await post(client, sim, batch(env(1)), headers=headers)
     sim.ack_never = False  # a lost ack stays lost
     await post(client, sim, batch(env(2)), headers=headers)
-    await asyncio.sleep(0.01)
     assert await ack_query(client, sim, [0, 1]) == (200, {"acks": {"0": False, "1": True}})
     assert await ack_query(client, sim, [0]) == (200, {"acks": {"0": False}})
     assert sim.ids() == ["e1", "e2"]  # indexed all the same; only the ack is lost
 
 
 async def test_ack_channel_required_and_guid(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """Ack tokens need a channel (400/10) that is a GUID (400/11), on events and on /ack."""
     assert (await post(client, sim, batch(env(1)), headers=ACK_AUTH))[:2] == (400, hec(10))
     bad = {**ACK_AUTH, "X-Splunk-Request-Channel": "not-a-guid"}
     assert (await post(client, sim, batch(env(1)), headers=bad))[:2] == (400, hec(11))
@@ -400,6 +431,7 @@ async def test_ack_channel_required_and_guid(sim: HecSim, client: aiohttp.Client
 
 
 async def test_ack_disabled_for_token(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """/ack with a non-ack token is 400/14, and such a token's channel is ignored on events."""
     headers = {**AUTH, "X-Splunk-Request-Channel": CHANNEL}
     assert (await post(client, sim, b'{"acks":[0]}', headers=headers, path=ACK))[:2] == (400, hec(14))
     # §1.3: a channel sent with a non-ack token is ignored: no ackId, no GUID check.
@@ -409,6 +441,7 @@ async def test_ack_disabled_for_token(sim: HecSim, client: aiohttp.ClientSession
 
 
 async def test_ack_bad_query_bodies(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """/ack bodies that are not {"acks":[ints]} are 400/6, an empty one 400/5, no token 401/2."""
     headers = {**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}
     for body in (b"{", b'{"acks": "0"}', b'{"acks": [-1]}', b"[0]"):
         assert (await post(client, sim, body, headers=headers, path=ACK))[:2] == (400, hec(6))
@@ -417,6 +450,7 @@ async def test_ack_bad_query_bodies(sim: HecSim, client: aiohttp.ClientSession) 
 
 
 async def test_add_token_with_ack(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """add_token(ack=True) makes a token that gets ackIds."""
     sim.add_token("rotated", ack=True)
     headers = {"Authorization": "Splunk rotated", "X-Splunk-Request-Channel": CHANNEL}
     assert (await post(client, sim, batch(env(1)), headers=headers))[1]["ackId"] == 0
@@ -426,6 +460,7 @@ async def test_add_token_with_ack(sim: HecSim, client: aiohttp.ClientSession) ->
 
 
 async def test_fail_next_with_retry_after(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """fail_next answers the next posts with the fault and Retry-After, then normally again."""
     sim.fail_next(2, 503, retry_after=3)
     for _ in range(2):
         status, body, resp = await post(client, sim, batch(env(1)))
@@ -445,12 +480,14 @@ async def test_fail_next_with_retry_after(sim: HecSim, client: aiohttp.ClientSes
 async def test_fail_next_codes(
     sim: HecSim, client: aiohttp.ClientSession, status: int, code: int | None, expected_code: int
 ) -> None:
+    """fail_next pairs each status with Splunk's code unless a code is given."""
     sim.fail_next(1, status, code)
     assert (await post(client, sim, batch(env(1))))[:2] == (status, hec(expected_code))
     assert sim.indexed == [] and sim.requests[-1].code == expected_code
 
 
 async def test_fail_next_proxy_status_has_no_hec_body(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """A status without a HEC code gets a proxy-style plain-text body."""
     sim.fail_next(1, 502, retry_after=1.5)
     status, body, resp = await post(client, sim, batch(env(1)))
     assert (status, body) == (502, "502 Bad Gateway")
@@ -459,6 +496,7 @@ async def test_fail_next_proxy_status_has_no_hec_body(sim: HecSim, client: aioht
 
 
 async def test_fail_next_partial_busy(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """invalid_event_number makes a fault partial: the first k envelopes are indexed."""
     # §3.1 observed: {"text":"Server is busy","code":9,"invalid-event-number":10}
     sim.fail_next(1, 503, 9, invalid_event_number=3)
     status, body, _ = await post(client, sim, batch(*(env(i) for i in range(5))))
@@ -467,6 +505,7 @@ async def test_fail_next_partial_busy(sim: HecSim, client: aiohttp.ClientSession
 
 
 async def test_fail_next_success_warning_still_indexes(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """A 2xx fault (warning codes 24/25) indexes normally; unknown codes are refused."""
     sim.fail_next(1, 200, 24)
     assert (await post(client, sim, batch(env(1))))[:2] == (200, hec(24))
     assert sim.ids() == ["e1"]
@@ -475,6 +514,7 @@ async def test_fail_next_success_warning_still_indexes(sim: HecSim, client: aioh
 
 
 async def test_fail_next_does_not_touch_health_or_ack(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """fail_next only affects event posts, not /health."""
     sim.fail_next(1, 500)
     async with client.get(sim.url + HEALTH) as resp:
         assert resp.status == 200
@@ -482,6 +522,7 @@ async def test_fail_next_does_not_touch_health_or_ack(sim: HecSim, client: aioht
 
 
 async def test_outage(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """outage makes posts and ack queries 503/9 and health 503/18 until it is switched off."""
     sim.outage = True
     assert (await post(client, sim, batch(env(1))))[:2] == (503, hec(9))
     assert (await ack_query(client, sim, [0])) == (503, hec(9))
@@ -493,6 +534,7 @@ async def test_outage(sim: HecSim, client: aiohttp.ClientSession) -> None:
 
 
 async def test_drop_before_body(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """drop_before_body closes the connection unanswered, before anything is indexed."""
     sim.drop_before_body = 1
     with pytest.raises(aiohttp.ClientError):
         await post(client, sim, batch(env(1)))
@@ -502,6 +544,7 @@ async def test_drop_before_body(sim: HecSim, client: aiohttp.ClientSession) -> N
 
 
 async def test_drop_after_body_indexes_then_resend_duplicates(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """drop_after_body indexes then closes unanswered, so a resend duplicates."""
     sim.drop_after_body = 1
     body = batch(env(1), env(2))
     with pytest.raises(aiohttp.ClientError):
@@ -513,6 +556,7 @@ async def test_drop_after_body_indexes_then_resend_duplicates(sim: HecSim, clien
 
 
 async def test_drop_after_body_with_ack_consumes_ack_id(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """A post dropped after its body still consumed an ackId."""
     sim.drop_after_body = 1
     headers = {**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}
     with pytest.raises(aiohttp.ClientError):
@@ -521,13 +565,16 @@ async def test_drop_after_body_with_ack_consumes_ack_id(sim: HecSim, client: aio
 
 
 async def test_response_delay_indexes_before_answering(sim: HecSim, client: aiohttp.ClientSession) -> None:
-    sim.response_delay = 0.3
-    with pytest.raises(asyncio.TimeoutError):
-        await post(client, sim, batch(env(1)), timeout=aiohttp.ClientTimeout(total=0.1))
-    assert sim.ids() == ["e1"]  # the ambiguous failure: indexed, not confirmed
+    """response_delay holds the answer after indexing: indexed but not yet confirmed."""
+    sim.response_delay = 3600.0
+    sending = asyncio.ensure_future(post(client, sim, batch(env(1))))
+    await sim.wait_indexed(1)
+    assert sim.ids() == ["e1"] and not sending.done()  # the ambiguous failure: indexed, not confirmed
+    sending.cancel()
 
 
 async def test_busy_probability_is_seeded(client: aiohttp.ClientSession) -> None:
+    """busy_probability answers some posts 503/9, the same ones for the same seed."""
     outcomes = []
     for _ in range(2):
         async with HecSim(seed=7) as s:
@@ -546,6 +593,7 @@ async def test_busy_probability_is_seeded(client: aiohttp.ClientSession) -> None
     [("ok", 200, 17), ("unhealthy", 503, 18), ("ack_unavailable", 503, 19), ("queues_full_ack_unavailable", 503, 20)],
 )
 async def test_health_states(sim: HecSim, client: aiohttp.ClientSession, state: str, status: int, code: int) -> None:
+    """health_status switches /health and /health/1.0 between 200/17 and the 503 states."""
     sim.health_status = state
     for path in (HEALTH, HEALTH + "/1.0"):
         async with client.get(sim.url + path) as resp:
@@ -553,6 +601,7 @@ async def test_health_states(sim: HecSim, client: aiohttp.ClientSession, state: 
 
 
 async def test_health_token_results(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """/health checks a token when one is sent: unknown 400/21, disabled 400/22; bad states are refused."""
     async with client.get(sim.url + HEALTH, headers=AUTH) as resp:
         assert (resp.status, await resp.json()) == (200, hec(17))
     async with client.get(sim.url + HEALTH, headers={"Authorization": "Splunk bad"}) as resp:
@@ -568,6 +617,7 @@ async def test_health_token_results(sim: HecSim, client: aiohttp.ClientSession) 
 
 
 async def test_wait_indexed_and_clear(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """wait_indexed returns once enough envelopes are indexed, times out otherwise; clear() forgets them."""
     waiter = asyncio.create_task(sim.wait_indexed(3, timeout=2))
     await post(client, sim, batch(env(1), env(2)))
     assert not waiter.done()
@@ -580,6 +630,7 @@ async def test_wait_indexed_and_clear(sim: HecSim, client: aiohttp.ClientSession
 
 
 async def test_on_index_callback_and_start_twice(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """on_index sees every indexed envelope; starting twice is an error."""
     seen: list[dict[str, Any]] = []
     sim.on_index = seen.append
     await post(client, sim, batch(env(1), env(2)))
@@ -589,6 +640,7 @@ async def test_on_index_callback_and_start_twice(sim: HecSim, client: aiohttp.Cl
 
 
 async def test_restart_on_same_port(client: aiohttp.ClientSession) -> None:
+    """A stopped simulator refuses connections and can be started again on the same port."""
     sim = HecSim()
     await sim.start()
     port = sim.port
@@ -605,6 +657,7 @@ async def test_restart_on_same_port(client: aiohttp.ClientSession) -> None:
 
 
 async def test_cli_prints_indexed_events(client: aiohttp.ClientSession) -> None:
+    """python -m bridge.sim.hec serves, prints one line per indexed event, and exits 0 on SIGINT."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -629,3 +682,58 @@ async def test_cli_prints_indexed_events(client: aiohttp.ClientSession) -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 5) == 0
+
+
+# ------------------------------------------------------------------------------- servers without ack or health
+
+
+async def test_without_ack_endpoint_ack_is_a_plain_404(client: aiohttp.ClientSession) -> None:
+    """ack_endpoint=False: /ack answers 404 "Not Found" in plain text, for any method and any token."""
+    async with HecSim(ack_tokens=(ACK_TOKEN,), ack_endpoint=False) as s:
+        assert s.ack_endpoint is False
+        headers = {**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}
+        for hdrs in (headers, AUTH, {}):
+            status, body, resp = await post(client, s, b'{"acks":[0]}', headers=hdrs, path=ACK)
+            assert (status, body, resp.content_type) == (404, "Not Found", "text/plain")
+        async with client.get(s.url + ACK, headers=headers) as resp:
+            assert (resp.status, await resp.text()) == (404, "Not Found")  # no such path: 404, not 405
+        assert [(r.path, r.status, r.code) for r in s.requests] == [(ACK, 404, None)] * 4
+
+
+async def test_without_ack_endpoint_events_never_get_an_ack_id(client: aiohttp.ClientSession) -> None:
+    """ack_endpoint=False: ack tokens post like plain ones, channel or not, and no reply carries an ackId."""
+    async with HecSim(ack_tokens=(ACK_TOKEN,), ack_endpoint=False) as s:
+        for headers in ({**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}, ACK_AUTH, AUTH):
+            status, body, _ = await post(client, s, batch(env(1)), headers=headers)
+            assert (status, body) == (200, hec(0))
+        assert all(r.ack_id is None for r in s.requests) and len(s.indexed) == 3
+        # /raw needs a channel on every HEC, with or without acknowledgement.
+        assert (await post(client, s, b"line", headers=ACK_AUTH, path=RAW))[:2] == (400, hec(10))
+        assert (await post(client, s, b"line", path=RAW, params={"channel": CHANNEL}))[:2] == (200, hec(0))
+
+
+async def test_ack_endpoint_can_be_switched_at_runtime(sim: HecSim, client: aiohttp.ClientSession) -> None:
+    """ack_endpoint is a plain attribute: off, acks vanish; on again, ids issued before still answer."""
+    headers = {**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}
+    assert (await post(client, sim, batch(env(1)), headers=headers))[1]["ackId"] == 0
+    sim.ack_endpoint = False
+    assert (await post(client, sim, batch(env(2)), headers=headers))[:2] == (200, hec(0))
+    assert (await ack_query(client, sim, [0]))[0] == 404
+    sim.ack_endpoint = True
+    assert await ack_query(client, sim, [0]) == (200, {"acks": {"0": True}})
+    assert (await post(client, sim, batch(env(3)), headers=headers))[1]["ackId"] == 1
+
+
+async def test_without_health_endpoint_health_is_a_plain_404(client: aiohttp.ClientSession) -> None:
+    """health_endpoint=False: /health and /health/1.0 answer 404 "Not Found"; events still work."""
+    async with HecSim(health_endpoint=False) as s:
+        assert s.health_endpoint is False
+        for path in (HEALTH, HEALTH + "/1.0"):
+            async with client.get(s.url + path, headers=AUTH) as resp:
+                assert (resp.status, await resp.text(), resp.content_type) == (404, "Not Found", "text/plain")
+        assert (await post(client, s, b"", path=HEALTH))[:2] == (404, "Not Found")  # not 405 either
+        assert (await post(client, s, batch(env(1))))[:2] == (200, hec(0))
+        s.health_endpoint = True
+        async with client.get(s.url + HEALTH) as resp:
+            assert (resp.status, await resp.json()) == (200, hec(17))
+        assert [r.status for r in s.requests] == [404, 404, 404, 200, 200]
