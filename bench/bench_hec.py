@@ -150,17 +150,19 @@ def make_events(n: int, offset: int = 0) -> list[Any]:
 
 async def run_ours(sim: SimProcess, events: list[Any], batch: int, state_dir: Path) -> tuple[float, float, float]:
     """(seconds until indexed, seconds until the cursor covered all, client CPU seconds)."""
-    from bridge.config import SplunkHecSinkConfig
     from bridge.delivery import Delivery
-    from bridge.journal import Journal
+    from bridge.journal import Encoded, Journal
     from bridge.sinks import build_sink
+    from bridge.sinks.splunk_hec import SplunkHecSinkConfig
 
     journal = Journal(state_dir / "journal.db")  # product defaults: synchronous=full
     await journal.open()
     committer = asyncio.create_task(journal.run())
     await journal.register_sinks(["splunk"])
     for i in range(0, len(events), 5000):
-        await journal.append(events[i : i + 5000], [])
+        # As the pipeline hands events to the journal: encoded, with their size in bytes.
+        chunk = [Encoded(e.id, body, len(body.encode())) for e in events[i : i + 5000] for body in [e.to_json()]]
+        await journal.append(chunk, [])
     config = SplunkHecSinkConfig.model_validate(
         {
             "name": "splunk",
@@ -175,17 +177,7 @@ async def run_ours(sim: SimProcess, events: list[Any], batch: int, state_dir: Pa
     sink, opts = build_sink(config)
     await sink.start()
     # Exactly as bridge.runtime wires a sink to its loop.
-    delivery = Delivery(
-        sink,
-        journal,
-        max_events=opts.max_events,
-        max_bytes=opts.max_bytes,
-        max_wait=opts.max_wait,
-        retry_initial=opts.retry_initial,
-        retry_max=opts.retry_max,
-        send_timeout=opts.send_timeout,
-        max_in_flight=opts.max_in_flight,
-    )
+    delivery = Delivery(sink, journal, opts)
     head = journal.head
     assert sim.ask(("wait", len(events))) == "waiting"
     gc.collect()

@@ -22,10 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bridge.config import load_config
+from bridge.diff import Differ, StateRow
 from bridge.events import Reading
 from bridge.runtime import Runtime
 from bridge.sim.hubitat import HubitatSim
-from bridge.state import Differ, StateRow
 
 CONFIG = """\
 state_dir: {dir}/state
@@ -60,10 +60,10 @@ async def end_to_end(n_events: int) -> tuple[float, float]:
             stop = asyncio.Event()
             task = asyncio.create_task(runtime.run(stop))
             await runtime.ready.wait()
-            src = runtime.sources["bench"]
-            while not (src.connected and src.polls >= 1):
+            hub = runtime.hubs["bench"]
+            while not (hub.status.polls >= 1 and hub.runner and hub.runner.source and hub.runner.source.stream_live):
                 await asyncio.sleep(0.05)
-            delivery = runtime.deliveries["archive"]
+            delivery = runtime.sinks["archive"]
             await _wait(lambda: delivery.lag == 0)
             keys = [k for k, v in sim.state().items() if isinstance(v, int) and not isinstance(v, bool)]
             base_head = runtime.journal.head
@@ -99,12 +99,12 @@ def diff_pass(n: int = 100_000, rounds: int = 7) -> tuple[float, float]:
     for _ in range(rounds):
         differ = Differ("bench", rows)
         c0 = time.process_time()
-        events, _ = differ.diff("hub", "hubitat", same)
+        events = differ.diff("hub", "hubitat", same).events
         unchanged.append(time.process_time() - c0)
         assert not events
         differ = Differ("bench", rows)
         c0 = time.process_time()
-        events, _ = differ.diff("hub", "hubitat", some)
+        events = differ.diff("hub", "hubitat", some).events
         changed.append(time.process_time() - c0)
         assert len(events) == n // 100
     return statistics.median(unchanged), statistics.median(changed)

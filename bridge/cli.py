@@ -1,4 +1,8 @@
-"""Command line: ``hubbridge run | check | demo | spool``."""
+"""Command line: ``hubbridge run | check | demo | spool``.
+
+Exit codes: 0 fine, 1 the bridge could not run (the machine is not as the config needs it: state_dir, listen port,
+journal), 2 the config is invalid. Every foreseeable problem is one line on stderr saying what and how to fix it.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,13 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 
 from bridge import __version__
 from bridge.config import BridgeConfig, load_config
-from bridge.errors import BridgeError, ConfigError
+from bridge.errors import BridgeError, ConfigError, StateDirLocked
 from bridge.logs import setup_logging
 
 EXIT_OK = 0
@@ -42,11 +47,16 @@ def _parser() -> argparse.ArgumentParser:
 
     spool = sub.add_parser("spool", help="inspect the journal")
     spool_sub = spool.add_subparsers(dest="spool_command", required=True)
-    dl = spool_sub.add_parser("dead-letters", help="list events a sink could never deliver, with the reason")
+    dl = spool_sub.add_parser("dead-letters", help="list events a sink could never deliver, newest first")
     dl.add_argument("-c", "--config", required=True, help="config file (YAML)")
     dl.add_argument("--sink", default=None, help="only this sink")
     dl.add_argument("--json", action="store_true", help="one JSON object per line")
     dl.add_argument("--limit", type=int, default=1000)
+    drop = spool_sub.add_parser(
+        "drop-sink", help="forget a removed sink's place in the journal, and with it the events it had not delivered"
+    )
+    drop.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    drop.add_argument("sink", help="the name of a sink that is no longer in the config")
     return p
 
 
@@ -64,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         if args.command == "spool" and args.spool_command == "dead-letters":
             return _dead_letters(args.config, args.sink, args.json, args.limit)
+        if args.command == "spool" and args.spool_command == "drop-sink":
+            return _drop_sink(args.config, args.sink)
     except ConfigError as exc:
         print(f"hubbridge: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -109,9 +121,13 @@ async def serve(cfg: BridgeConfig, stop: asyncio.Event | None = None) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
-def _dead_letters(path: str, sink: str | None, as_json: bool, limit: int) -> int:
+def _journal_path(path: str) -> tuple[BridgeConfig, Path]:
     cfg = load_config(path)
-    db = cfg.state_dir / "journal.sqlite3"
+    return cfg, cfg.state_dir / "journal.sqlite3"
+
+
+def _dead_letters(path: str, sink: str | None, as_json: bool, limit: int) -> int:
+    _, db = _journal_path(path)
     if not db.exists():
         print(f"no journal at {db}; nothing was dead-lettered", file=sys.stderr)
         return EXIT_OK
@@ -119,7 +135,7 @@ def _dead_letters(path: str, sink: str | None, as_json: bool, limit: int) -> int
     async def _list() -> int:
         from bridge.journal import Journal
 
-        journal = Journal(db)
+        journal = Journal(db, inspect=True)
         await journal.open()
         try:
             rows = await journal.dead_letters(sink, limit)
@@ -136,10 +152,46 @@ def _dead_letters(path: str, sink: str | None, as_json: bool, limit: int) -> int
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.time))
                 print(f"{when}  sink={row.sink}  id={row.id}  reason={row.reason}\n    {row.body}")
         if not as_json:
-            print(f"{len(rows)} dead-lettered event(s)" + (f" for sink {sink}" if sink else ""), file=sys.stderr)
+            print(
+                f"{len(rows)} dead-lettered event(s)" + (f" for sink {sink}" if sink else "") + ", newest first",
+                file=sys.stderr,
+            )
         return EXIT_OK
 
     return asyncio.run(_list())
+
+
+def _drop_sink(path: str, sink: str) -> int:
+    cfg, db = _journal_path(path)
+    if any(s.name == sink for s in cfg.sinks):
+        print(f"hubbridge: sink {sink!r} is still in {path}; remove it from the config first", file=sys.stderr)
+        return EXIT_CONFIG
+    if not db.exists():
+        print(f"no journal at {db}; nothing to drop", file=sys.stderr)
+        return EXIT_OK
+
+    async def _drop() -> int:
+        from bridge.journal import Journal, StateDirLock
+
+        lock = StateDirLock(cfg.state_dir)
+        try:
+            lock.acquire()
+        except StateDirLocked as exc:
+            raise StateDirLocked(f"{exc}: stop the bridge before dropping a sink") from None
+        journal = Journal(db)
+        await journal.open()
+        try:
+            dropped = await journal.drop_sink(sink)
+        finally:
+            await journal.close()
+            lock.release()
+        if dropped < 0:
+            print(f"the journal has no place for a sink {sink!r}; nothing to drop", file=sys.stderr)
+        else:
+            print(f"dropped sink {sink!r}: {dropped} undelivered event(s) will not be delivered to it", file=sys.stderr)
+        return EXIT_OK
+
+    return asyncio.run(_drop())
 
 
 if __name__ == "__main__":  # pragma: no cover

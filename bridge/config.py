@@ -20,303 +20,78 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from bridge.errors import ConfigError
+from bridge.options import (
+    KNOWN_SECRETS,
+    Duration,
+    HubConfigBase,
+    Model,
+    Secret,
+    SinkConfigBase,
+    Size,
+    TlsOptions,
+    parse_duration,
+    parse_size,
+)
+from bridge.sinks import SINKS
+from bridge.sources import SOURCES
+
+__all__ = [
+    "KNOWN_SECRETS",
+    "BridgeConfig",
+    "JournalOptions",
+    "LogOptions",
+    "Secret",
+    "TlsOptions",
+    "load_config",
+    "parse_duration",
+    "parse_size",
+]
 
 # --------------------------------------------------------------------------------------------------------
-# Scalar types: durations, sizes, secrets
-# --------------------------------------------------------------------------------------------------------
-
-_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: Any) -> float:
-    """``"30s"``, ``"5m"``, ``"1h30m"``, ``"250ms"`` or a bare number of seconds -> seconds as float."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a duration like 30s, 5m or 1h, got {value!r}")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"expected a positive duration, got {value!r}")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip().replace(" ", "")
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
-            return float(text)  # a bare number of seconds, e.g. from ${POLL_INTERVAL:-30}
-        pos, total = 0, 0.0
-        for m in _DURATION_RE.finditer(text):
-            if m.start() != pos:
-                break
-            total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-            pos = m.end()
-        if text and pos == len(text):
-            return total
-    raise ValueError(f"expected a duration like 30s, 5m or 1h, got {value!r}")
-
-
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB|k|K|M|G)?$")
-_SIZE_UNITS = {
-    None: 1,
-    "B": 1,
-    "KB": 1000,
-    "MB": 1000**2,
-    "GB": 1000**3,
-    "k": 1024,
-    "K": 1024,
-    "M": 1024**2,
-    "G": 1024**3,
-    "KiB": 1024,
-    "MiB": 1024**2,
-    "GiB": 1024**3,
-}
-
-
-def parse_size(value: Any) -> int:
-    """``"1MiB"``, ``"500KB"``, ``"2G"`` or a bare number of bytes -> bytes as int."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    if isinstance(value, str):
-        m = _SIZE_RE.match(value.strip())
-        if m:
-            return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
-    raise ValueError(f"expected a size like 512KiB, 1MiB or 10MB, got {value!r}")
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
-
-# Every secret value seen while loading, so the log pipeline can scrub them from any text as a last line
-# of defence (see bridge.logs). Module-level because secrets are process-wide by nature.
-KNOWN_SECRETS: set[str] = set()
-
-
-class Secret:
-    """A credential given inline or as a file. Never shows its value in ``repr``/``str``.
-
-    A file-backed secret is re-read when the file's mtime or size changes, so rotating a token on disk takes
-    effect on the next request without a restart (systemd credentials and Docker secrets work this way).
-    """
-
-    __slots__ = ("_cache", "_path", "_stamp", "_value")
-
-    def __init__(self, value: str | None = None, path: Path | None = None) -> None:
-        if (value is None) == (path is None):
-            raise ValueError("a secret needs exactly one of a value or a file")
-        self._value = value
-        self._path = path
-        self._stamp: tuple[int, int, int] | None = None
-        self._cache: str | None = None
-        if value is not None:
-            KNOWN_SECRETS.add(value)
-
-    @property
-    def path(self) -> Path | None:
-        return self._path
-
-    def get(self) -> str:
-        """The current value. For a file, re-read if it changed since the last call."""
-        if self._value is not None:
-            return self._value
-        assert self._path is not None
-        st = self._path.stat()
-        # A rotation by rename changes the inode even when size and mtime tick look the same.
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if stamp != self._stamp or self._cache is None:
-            text = self._path.read_text(encoding="utf-8").strip()
-            self._cache, self._stamp = text, stamp
-            if text:
-                KNOWN_SECRETS.add(text)
-        return self._cache
-
-    def __repr__(self) -> str:
-        return f"Secret(file={str(self._path)!r})" if self._path else "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and (self._value, self._path) == (other._value, other._path)
-
-    def __hash__(self) -> int:
-        return hash((self._value, self._path))
-
-
-def _secret(value: Any) -> Secret:
-    if isinstance(value, Secret):
-        return value
-    if isinstance(value, str) and value:
-        return Secret(value=value)
-    raise ValueError("expected a non-empty string (or use the <key>_file form)")
-
-
-SecretField = Annotated[Secret, BeforeValidator(_secret)]
-
-
-# --------------------------------------------------------------------------------------------------------
-# Models
+# The root model, assembled from the registered components
 # --------------------------------------------------------------------------------------------------------
 
 
-class Model(BaseModel):
-    """Base of every config model: unknown keys are errors, values are immutable after load."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-
-def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s]+", value):
-        raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
-    return value.rstrip("/")
+def _union(models: list[type[Model]]) -> Any:
+    """The type of one entry of ``hubs:`` or ``sinks:``: the registered models, told apart by ``type``."""
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007 - built at run time
 
 
-HttpUrl = Annotated[str, BeforeValidator(lambda v: _http_url(v) if isinstance(v, str) else v)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+if TYPE_CHECKING:
+    HubConfig = HubConfigBase
+    SinkConfig = SinkConfigBase
+else:
+    HubConfig = _union([s.Config for s in SOURCES.values()])
+    SinkConfig = _union([s.Config for s in SINKS.values()])
 
 
-class TlsOptions(Model):
-    verify: bool = True
-    ca_file: Path | None = None
+class DeadLetterOptions(Model):
+    """How long dead letters are kept: the newest ``max_count``, none older than ``max_age``."""
 
-
-class HubitatHubConfig(Model):
-    """One Hubitat Elevation hub, read through Maker API (poll and POST-URL) and ``/eventsocket``."""
-
-    name: Name
-    type: Literal["hubitat"]
-    url: HttpUrl
-    app_id: int = Field(gt=0)
-    access_token: SecretField
-    eventsocket: bool = True
-    poll_interval: Duration = 300.0
-    # Hub kindness (DESIGN 5): requests in flight, a timeout on every request, backoff cap.
-    max_concurrency: int = Field(default=2, ge=1, le=8)
-    request_timeout: Duration = 15.0
-    backoff_max: Duration = 300.0
-    # Pause between per-device detail fetches, so learning dataTypes never bursts the hub.
-    detail_spacing: Duration = 0.1
-    # The hub pings every ~120 s (hubitat.md 2.3); no frame, ping or pong for this long means a dead socket.
-    eventsocket_timeout: Duration = 150.0
-    # Maker API POST-URL intake on the bridge's listener: /hubitat/<name>/<webhook_secret>.
-    webhook_secret: SecretField | None = None
-    # When set, register <advertise_url>/hubitat/<name>/<secret> as the Maker API postURL at start.
-    advertise_url: HttpUrl | None = None
-    location_events: bool = True
-    tls: TlsOptions = TlsOptions()
-
-    @model_validator(mode="after")
-    def _advertise_needs_secret(self) -> HubitatHubConfig:
-        if self.advertise_url and self.webhook_secret is None:
-            raise ValueError("advertise_url needs webhook_secret (the POST-URL path carries it)")
-        return self
-
-
-# A discriminated union on `type` once a second hub kind exists.
-HubConfig = HubitatHubConfig
-
-
-class BatchOptions(Model):
-    max_events: int = Field(default=500, ge=1, le=100_000)
-    max_bytes: Size = 1024 * 1024
-    max_wait: Duration = 1.0
-
-
-class RetryOptions(Model):
-    """Full-jitter exponential backoff between attempts of one batch (DESIGN 6)."""
-
-    initial: Duration = 0.5
-    max: Duration = 60.0
-
-
-class FileSinkConfig(Model):
-    name: Name
-    type: Literal["file"]
-    path: Path
-    rotate_bytes: Size = 100 * 1024 * 1024
-    keep_files: int = Field(default=5, ge=0, le=1000)
-    fsync: bool = True
-    batch: BatchOptions = BatchOptions(max_events=1000, max_wait=0.2)
-    retry: RetryOptions = RetryOptions()
-
-
-class SplunkHecSinkConfig(Model):
-    """Splunk HTTP Event Collector (docs/splunk.md; protocol notes in shared/reference/splunk_hec.md)."""
-
-    name: Name
-    type: Literal["splunk_hec"]
-    # The HEC base URL, e.g. https://splunk.example.com:8088. A pasted endpoint path (".../services/collector
-    # /event") is cut off, since the sink appends the paths it needs (event, ack, health).
-    url: HttpUrl
-    # Required (see _needs_token); `token_file` becomes a file-backed Secret here, re-read when it changes.
-    token: SecretField | None = None
-    index: str | None = None
-    # Envelope overrides. Unset: host = the event's hub, source = "hubbridge:<hub>", sourcetype below.
-    host: str | None = None
-    source: str | None = None
-    sourcetype: str = "hubbridge:event"
-    # Event fields sent as HEC indexed fields (fast `tstats` searches).
-    fields: list[str] = Field(default_factory=lambda: ["hub", "hub_type", "kind", "device_id", "attribute"])
-    gzip: bool = True
-    batch: BatchOptions = BatchOptions()
-    retry: RetryOptions = RetryOptions()
-    # Numeric values as HEC metric events too ("also") or instead of events ("only"), into metrics_index.
-    metrics: Literal["off", "also", "only"] = "off"
-    metrics_index: str | None = None
-    # Indexer acknowledgement (reference section 4): the cursor moves only once Splunk confirms indexing.
-    ack: bool = False
-    ack_poll_interval: Duration = 10.0
-    ack_timeout: Duration = 300.0
-    # Batches awaiting confirmation at once (HEC's reply, or with ack Splunk's acknowledgement); unset: 2
-    # without ack, 100 with ack (bridge.sinks.splunk_hec.in_flight).
-    max_in_flight: int | None = Field(default=None, ge=1, le=1000)
-    request_timeout: Duration = 30.0
-    tls: TlsOptions = TlsOptions()
-
-    @field_validator("url")
-    @classmethod
-    def _base_url(cls, v: str) -> str:
-        return re.sub(r"/services/collector(/.*)?$", "", v)
-
-    @field_validator("fields")
-    @classmethod
-    def _known_fields(cls, v: list[str]) -> list[str]:
-        from bridge.events import FIELDS
-
-        unknown = [f for f in v if f not in FIELDS]
-        if unknown:
-            raise ValueError(f"unknown event field(s) {unknown}; choose from {list(FIELDS)}")
-        return v
-
-    @model_validator(mode="after")
-    def _checks(self) -> SplunkHecSinkConfig:
-        if self.token is None:
-            raise ValueError("token (or token_file) is required: the HEC token Splunk gave this input")
-        if self.metrics != "off" and not self.metrics_index:
-            raise ValueError(f"metrics: {self.metrics} needs metrics_index (a Splunk index of type metrics)")
-        if self.ack and self.ack_timeout <= self.ack_poll_interval:
-            raise ValueError("ack_timeout must be longer than ack_poll_interval")
-        return self
-
-
-SinkConfig = Annotated[FileSinkConfig | SplunkHecSinkConfig, Field(discriminator="type")]
+    max_count: int = Field(default=10_000, ge=0, le=10_000_000)
+    max_age: Duration = 30 * 86400.0
 
 
 class JournalOptions(Model):
-    max_bytes: Size = 1024**3
+    # Bounds the journal's files on disk (database and WAL). Below 4 MiB the WAL alone would not fit beside a
+    # useful backlog.
+    max_bytes: Annotated[Size, Field(ge=4 * 1024**2)] = 1024**3
     # FULL survives power loss; NORMAL survives kill -9 only. Group commit makes FULL cheap enough.
     synchronous: Literal["full", "normal"] = "full"
     # Extra wait before each commit to gather more appends; 0 groups whatever arrived during the last fsync.
     commit_window: Duration = 0.0
+    dead_letters: DeadLetterOptions = DeadLetterOptions()
+    # What happens to the backlog of a sink that is no longer configured: dropped (with a warning saying how
+    # many events), or kept until it comes back or `hubbridge spool drop-sink` drops it.
+    removed_sinks: Literal["drop", "keep"] = "drop"
 
 
 class LogOptions(Model):
@@ -375,7 +150,7 @@ PATH_KEYS = frozenset({"state_dir", "path", "ca_file"})
 
 PathT = tuple[str | int, ...]
 # pydantic puts the chosen union member's tag into error locations; users never wrote it, so drop it.
-_UNION_TAGS = frozenset({"hubitat", "homey", "file", "splunk_hec", "webhook"})
+_UNION_TAGS = frozenset({*SOURCES, *SINKS})
 
 
 def format_path(path: PathT) -> str:
@@ -525,6 +300,11 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(name, [f"cannot read the config file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        line = file.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            name, [f"line {line}: the file is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}); save it as UTF-8"]
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)

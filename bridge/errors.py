@@ -1,7 +1,23 @@
 """One error hierarchy for the whole bridge, rooted at :class:`BridgeError`.
 
-Callers catch the narrowest class they can act on; anything else is a bug. Messages are written for the
-operator reading one log line: they say what failed and where, and never carry a secret.
+::
+
+    BridgeError
+    ├── ConfigError            the config file is invalid (exit 2)
+    ├── EnvironmentProblem     the machine is not as the config needs it (exit 1): state_dir, listen port...
+    │   ├── StateDirError      state_dir missing, not a directory, not writable, owned by another user
+    │   ├── StateDirLocked     another hubbridge uses the same state_dir
+    │   └── ListenError        the listen address cannot be bound
+    ├── JournalError           the journal could not be read or written
+    │   └── JournalFull        journal.max_bytes reached; sources hold until sinks catch up
+    ├── HubError               a hub could not be talked to (``hub`` names it)
+    │   ├── HubAuthError       the hub refused our credentials; retrying alone will not fix it
+    │   ├── HubUnavailable     unreachable, overloaded or starting up: back off and retry
+    │   └── HubProtocolError   the answer is not what the protocol promises (HTML page, bad JSON)
+    └── SinkError              a sink failed in a way the delivery loop does not classify on its own
+
+Callers catch the narrowest class they can act on; anything else is a bug. Messages are written for the operator
+reading one log line: what failed, where, and how to fix it; they never carry a secret.
 """
 
 from __future__ import annotations
@@ -21,12 +37,28 @@ class ConfigError(BridgeError):
         super().__init__(f"invalid config {file}:\n{lines}" if len(problems) > 1 else f"{file}: {problems[0]}")
 
 
+class EnvironmentProblem(BridgeError):
+    """Something outside the config file is not as the bridge needs it; the message says how to fix it."""
+
+
+class StateDirError(EnvironmentProblem):
+    """``state_dir`` cannot be used: missing, not a directory, not writable, or holding files of another user."""
+
+
+class StateDirLocked(EnvironmentProblem):
+    """Another hubbridge process holds the lock on the same ``state_dir``."""
+
+
+class ListenError(EnvironmentProblem):
+    """The ``listen`` address cannot be bound (in use, not an address of this machine, no permission)."""
+
+
 class JournalError(BridgeError):
     """The journal could not be read or written."""
 
 
 class JournalFull(JournalError):
-    """The journal reached ``journal.max_bytes``; push sources must hold until sinks catch up."""
+    """The journal reached ``journal.max_bytes``; sources hold until sinks catch up."""
 
 
 class HubError(BridgeError):
@@ -42,11 +74,25 @@ class HubAuthError(HubError):
 
 
 class HubUnavailable(HubError):
-    """The hub is unreachable, overloaded, or starting up. Back off and retry."""
+    """The hub is unreachable, overloaded, or starting up. Back off and retry.
+
+    ``status`` is the HTTP status when the hub answered with one (a run of 5xx is a struggling hub).
+    """
+
+    def __init__(self, hub: str, message: str, status: int | None = None) -> None:
+        super().__init__(hub, message)
+        self.status = status
 
 
 class HubProtocolError(HubError):
-    """The hub answered with something that is not what the protocol promises (HTML page, bad JSON)."""
+    """The hub answered with something that is not what the protocol promises (HTML page, bad JSON).
+
+    ``status`` is the HTTP status of that answer, when there was one.
+    """
+
+    def __init__(self, hub: str, message: str, status: int | None = None) -> None:
+        super().__init__(hub, message)
+        self.status = status
 
 
 class SinkError(BridgeError):

@@ -1,16 +1,22 @@
-"""The event contract (DESIGN 3): one JSON object per change, with fixed field names.
+"""The event contract (DESIGN 3): one JSON object per change, with fixed field names, and its encoding.
 
-Splunk searches and webhook consumers depend on these names; change them only with a migration.
+Splunk searches and webhook consumers depend on these names; change them only with a migration. The encoding is
+the one place that decides what reaches the journal: never NaN or Infinity (not JSON), always valid UTF-8 (a lone
+surrogate from a ``\\ud83d`` escape becomes U+FFFD), never nested deeper than :data:`MAX_DEPTH`, never larger than
+:data:`MAX_EVENT_BYTES`. An event that cannot meet that is refused on its own (:class:`EventRefused`), so one bad
+value never fails the commit it would have shared with other events.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["device", "location", "hub", "bridge"]
+Kind = Literal["device", "location", "variable", "hub", "bridge"]
 SourceName = Literal["poll", "eventsocket", "webhook", "realtime", "reconcile"]
 
 # The order of fields in the JSON object; also the exact set of keys a line carries.
@@ -31,6 +37,13 @@ FIELDS = (
     "description",
 )
 
+# A hub value is a reading, a label or a small JSON object; nothing real comes near these. They bound what one
+# event costs in memory, on disk and in every sink (HEC's default max event size is 1 MB).
+MAX_EVENT_BYTES = 256 * 1024
+MAX_DEPTH = 32
+# Text a sink or a log shows of a hub's string (a device id of 200 000 characters is not a device id).
+MAX_TEXT = 1024
+
 
 @dataclass(slots=True)
 class Reading:
@@ -49,6 +62,10 @@ class Reading:
     # Momentary attributes (button pushed, hsmAlert, systemStart) are events, not states: the same value
     # twice is two presses. The diff emits them every time, minus exact duplicates in a short window.
     momentary: bool = False
+    # When the value was observed (time.monotonic(); for a poll, when the poll started). A reading older than the
+    # one behind the last known value is stale and never overwrites it: a poll that started before a push, or a
+    # retried batch after a newer reading got through. None: order of arrival decides.
+    observed: float | None = None
 
 
 @dataclass(slots=True)
@@ -74,7 +91,7 @@ class Event:
         return {name: getattr(self, name) for name in FIELDS}
 
     def to_json(self) -> str:
-        return dumps(self.to_dict())
+        return encode_event(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
@@ -82,12 +99,93 @@ class Event:
         return cls(**fields)
 
 
+class EventRefused(ValueError):
+    """This event cannot be stored as valid JSON; ``str()`` says why. Refusing it affects only itself."""
+
+
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def dumps(obj: Any) -> str:
-    """Compact JSON. NaN/Infinity are not JSON; sources never produce them (see the coercion in sources)."""
+    """Compact JSON, UTF-8 text (no escapes), no NaN. Raises ValueError on NaN/Infinity."""
     return _encoder.encode(obj)
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid Unicode: lone surrogates (half an emoji from a ``\\ud83d`` escape) become U+FFFD."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def storable(value: Any, depth: int = 0) -> Any:
+    """``value`` made storable as JSON text, or :class:`EventRefused`.
+
+    Strings lose lone surrogates, non-finite floats are refused, nesting beyond :data:`MAX_DEPTH` is refused, keys
+    become strings. Only called when the fast encoding failed, so its cost is paid by odd values alone.
+    """
+    if isinstance(value, str):
+        return clean_text(value)
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise EventRefused(f"the value holds {value!r}, which is not JSON")
+        return value
+    if depth >= MAX_DEPTH:
+        raise EventRefused(f"the value is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        return {clean_text(str(k)): storable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable(v, depth + 1) for v in value]
+    return clean_text(str(value))
+
+
+def _check_depth(value: Any, depth: int = 0) -> None:
+    if depth >= MAX_DEPTH:
+        raise EventRefused(f"the value is nested deeper than {MAX_DEPTH} levels")
+    children = value.values() if isinstance(value, dict) else value
+    for child in children:
+        if isinstance(child, dict | list):
+            _check_depth(child, depth + 1)
+
+
+def _fix(ev: Event) -> None:
+    """Make every field of ``ev`` storable in place (see :func:`storable`), or raise :class:`EventRefused`."""
+    for name in ("hub", "hub_type", "kind", "device_id", "device", "room", "attribute", "unit", "source"):
+        text = getattr(ev, name)
+        if isinstance(text, str):
+            setattr(ev, name, clean_text(text))
+    if isinstance(ev.description, str):
+        ev.description = clean_text(ev.description)
+    ev.value = storable(ev.value)
+    ev.previous = storable(ev.previous)
+
+
+def encode_event(ev: Event) -> str:
+    """The event's JSON line (DESIGN 3 field order), made storable first if it has to be.
+
+    Raises :class:`EventRefused` when it cannot be stored: NaN or Infinity, nesting beyond :data:`MAX_DEPTH`, or
+    more than :data:`MAX_EVENT_BYTES` of UTF-8. ``ev`` is fixed in place, so what the diff remembers is what the
+    journal holds.
+    """
+    try:
+        # Structured values are rare (JSON_OBJECT attributes): only they pay for the depth check.
+        if isinstance(ev.value, dict | list):
+            _check_depth(ev.value)
+        text = _encoder.encode(ev.to_dict())
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate fails here
+    except (ValueError, RecursionError, UnicodeEncodeError):
+        try:
+            _fix(ev)
+            text = _encoder.encode(ev.to_dict())
+        except (ValueError, RecursionError) as exc:
+            raise EventRefused(str(exc) if isinstance(exc, EventRefused) else f"not storable as JSON: {exc}") from None
+    if len(text) > MAX_EVENT_BYTES // 4 and len(text.encode("utf-8")) > MAX_EVENT_BYTES:
+        raise EventRefused(f"the event is {len(text.encode('utf-8'))} bytes, over the {MAX_EVENT_BYTES} byte limit")
+    return text
 
 
 def event_id(install_id: str, hub: str, kind: str, device_id: str | None, attribute: str, seq: int) -> str:
@@ -99,4 +197,11 @@ def event_id(install_id: str, hub: str, kind: str, device_id: str | None, attrib
     a wiped state directory never reuses ids already indexed in Splunk.
     """
     key = f"{install_id}\x1f{hub}\x1f{kind}\x1f{device_id or ''}\x1f{attribute}\x1f{seq}"
-    return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters for a log line, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"

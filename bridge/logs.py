@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from bridge.config import KNOWN_SECRETS
+from bridge.options import KNOWN_SECRETS
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
@@ -27,6 +27,19 @@ def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mut
     return event_dict
 
 
+# No value in a log line is longer than this: a hub can send a 200 000-character device id, and one line must
+# stay one readable line.
+MAX_LOG_VALUE = 1000
+
+
+def truncate_values(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Cut every long text in a log line, saying how long it was (last line of defence; callers shorten too)."""
+    for key, value in event_dict.items():
+        if isinstance(value, str) and len(value) > MAX_LOG_VALUE:
+            event_dict[key] = f"{value[:MAX_LOG_VALUE]}... ({len(value)} characters)"
+    return event_dict
+
+
 def setup_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
@@ -40,6 +53,7 @@ def setup_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None 
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
             redact_secrets,
+            truncate_values,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),

@@ -1,19 +1,29 @@
-"""Ingest: readings from a source -> diff -> one journal transaction (DESIGN 1 and 4)."""
+"""Ingest: readings from a source -> diff -> encode -> one journal transaction (DESIGN 1 and 4).
+
+What each step may do to the others is the point of this module: an event that cannot be encoded is refused on its
+own, before the commit (so it never fails another hub's append in the same group commit); a commit that fails
+undoes exactly the diff of the ingests in it; a reading found unchanged against a value still on its way to the
+journal returns only once that value is durable (never acknowledge before commit).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 
 import structlog
 
+from bridge.backoff import RateLimitedLog
+from bridge.diff import Diff, Differ
 from bridge.errors import JournalError
-from bridge.events import Event, Reading
-from bridge.journal import Journal
-from bridge.state import Differ
+from bridge.events import Event, EventRefused, Reading, dumps, encode_event, shorten
+from bridge.journal import Encoded, EncodedState, Journal
 
 log = structlog.get_logger("bridge.pipeline")
 
 Listener = Callable[[list[Event]], None]
+# Called with the changes and the future of their commit, synchronously with the diff (before anything yields).
+OnChanges = Callable[[list[Event], "asyncio.Future[None]"], None]
 
 
 class Pipeline:
@@ -24,6 +34,8 @@ class Pipeline:
         self.differ = differ
         self.listeners: list[Listener] = []
         self.ingested = 0
+        self.refused = 0
+        self._refusals = RateLimitedLog(log, window=300.0)
 
     @classmethod
     async def open(cls, journal: Journal) -> Pipeline:
@@ -34,34 +46,71 @@ class Pipeline:
         hub: str,
         hub_type: str,
         readings: Iterable[Reading],
-        on_changes: Callable[[list[Event]], None] | None = None,
+        *,
+        on_changes: OnChanges | None = None,
     ) -> list[Event]:
         """Diff ``readings`` and durably record the changes with the new last-known values.
 
-        Raises :class:`JournalFull` before diffing when the journal has no room, so the last-known values stay
-        as they were and a later poll sees the change again. On a failed commit the in-memory table is reloaded
-        from the journal for the same reason.
+        Raises :class:`JournalFull` before diffing when the journal has no room, so nothing is remembered and a
+        later reading is still a change. Raises :class:`JournalError` when the commit failed (its changes are taken
+        back) or a commit this ingest's unchanged values depended on failed; retrying the same readings is safe.
         """
         self.journal.check_room()
-        events, rows = self.differ.diff(hub, hub_type, readings)
-        if not rows:
-            return events
-        if on_changes is not None:
-            # Synchronously with the diff, before the commit yields: a source can note what it took before any
-            # other reading of the same hub is diffed.
-            on_changes(events)
+        diff = self.differ.diff(hub, hub_type, readings)
+        encoded, rows = self._encode(hub, diff)
         try:
-            await self.journal.append(events, rows)
+            future = self.journal.submit(encoded, rows)
         except JournalError:
-            # Other ingests may be waiting in the next commit with their in-memory updates; let them settle
-            # first, so the reload sees their values and no change is emitted twice.
-            await self.journal.barrier()
-            self.differ.reset(await self.journal.load_state())
+            self.differ.settle(diff, ok=False)
             raise
-        self.ingested += len(events)
-        for listener in self.listeners:
+        self.differ.pending(diff, future)
+        future.add_done_callback(lambda f: self.differ.settle(diff, ok=not f.cancelled() and f.exception() is None))
+        if on_changes is not None and diff.events:
+            on_changes(diff.events, future)
+        await asyncio.shield(future)
+        if diff.waits:
+            await self._wait_for(diff)
+        if diff.events:
+            self.ingested += len(diff.events)
+            for listener in self.listeners:
+                try:
+                    listener(diff.events)
+                except Exception:
+                    log.exception("event listener failed")
+        return diff.events
+
+    def _encode(self, hub: str, diff: Diff) -> tuple[list[Encoded], list[EncodedState]]:
+        encoded: list[Encoded] = []
+        rows: dict[tuple[str, str, str, str], EncodedState] = {}
+        i = 0
+        while i < len(diff.events):
+            ev = diff.events[i]
             try:
-                listener(events)
-            except Exception:
-                log.exception("event listener failed")
-        return events
+                body = encode_event(ev)
+                value = dumps(ev.value)
+            except EventRefused as exc:
+                self._refuse(hub, ev, str(exc))
+                self.differ.refuse(diff, i)
+                continue
+            encoded.append(Encoded(ev.id, body, len(body) if body.isascii() else len(body.encode("utf-8"))))
+            key = diff.keys[i]
+            rows[key] = EncodedState(key, value, diff.seqs[i])
+            i += 1
+        return encoded, list(rows.values())
+
+    def _refuse(self, hub: str, ev: Event, why: str) -> None:
+        self.refused += 1
+        self._refusals.error(
+            (hub, ev.device_id, ev.attribute),
+            "refused an event that cannot be stored; the rest of the batch goes on",
+            hub=hub,
+            device_id=shorten(str(ev.device_id)) if ev.device_id is not None else None,
+            device=shorten(ev.device) if ev.device else None,
+            attribute=shorten(ev.attribute),
+            reason=why,
+        )
+
+    async def _wait_for(self, diff: Diff) -> None:
+        results = await asyncio.gather(*(asyncio.shield(w) for w in diff.waits), return_exceptions=True)
+        if any(isinstance(r, BaseException) for r in results):
+            raise JournalError("an earlier commit of the same values failed; the readings must be ingested again")

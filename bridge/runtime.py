@@ -1,54 +1,141 @@
-"""The supervisor: one TaskGroup of named tasks for the journal, every source and every sink (DESIGN 1, 7).
+"""The supervisor: one TaskGroup of named tasks for the journal, every sink and every hub (DESIGN 1, 7).
 
-Start order: journal, then sinks (each with a health check), then the listener, then sources. Stop order is the
-reverse, so nothing is accepted from a hub that cannot be recorded: the listener and sources stop first, the
-journal commits what it holds, sinks get a bounded time to drain, then everything closes. A crash in one
-component is logged and that component restarts after a backoff; the others keep running.
+Start order: state directory (checked and locked), journal, sinks (each with a health check), the listener, then
+hubs. Stop order is the reverse, so nothing is accepted from a hub that cannot be recorded: the listener stops
+first, then each hub's streams and poll stop and what they queued is committed, sinks get a bounded time to drain,
+and the journal commits what it still holds before it closes. A component that crashes is logged and replaced by a
+fresh one after a backoff; the others keep running, and /healthz shows it as restarting.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
-import random
+import functools
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from aiohttp import web
 
-from bridge.config import BridgeConfig, HubitatHubConfig
-from bridge.delivery import Delivery
-from bridge.journal import Journal
+from bridge.backoff import Backoff, RateLimitedLog
+from bridge.config import BridgeConfig
+from bridge.delivery import Delivery, SinkStatus
+from bridge.errors import BridgeError
+from bridge.events import shorten
+from bridge.journal import Journal, SinkSpec, StateDirLock, prepare_state_dir
+from bridge.options import HubConfigBase, SinkConfigBase
 from bridge.pipeline import Listener, Pipeline
 from bridge.server import Server
 from bridge.sinks import build_sink
-from bridge.sinks.base import Sink
-from bridge.sources.hubitat import HubitatSource
+from bridge.sources import SOURCES
+from bridge.sources.runner import HubRunner, HubStatus
 
 log = structlog.get_logger("bridge.runtime")
 
 DRAIN_DEADLINE = 10.0
+# Restarts within this window count as a crash loop (shown on /healthz).
+CRASH_WINDOW = 600.0
 
 
-async def supervise(name: str, factory: Callable[[], Awaitable[None]]) -> None:
-    """Run ``factory()`` forever: a component that crashes is logged and restarted with capped backoff."""
-    failures = 0
+@dataclass(slots=True)
+class _Crashes:
+    times: list[float] = field(default_factory=list)
+
+    def note(self) -> int:
+        now = time.monotonic()
+        self.times = [t for t in self.times if now - t < CRASH_WINDOW] + [now]
+        return len(self.times)
+
+
+async def supervise(name: str, run_once: Callable[[], Awaitable[None]], status: HubStatus | SinkStatus) -> None:
+    """Run fresh components until one returns: a component that crashes is logged and replaced after a backoff."""
+    backoff = Backoff(1.0, 60.0, floor=0.5)
+    crashes = _Crashes()
+    rate_log = RateLimitedLog(log, window=300.0)
     while True:
         started = time.monotonic()
         try:
-            await factory()
+            await run_once()
             return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            if time.monotonic() - started > 60:
-                failures = 0
-            failures += 1
-            delay = random.uniform(0.5, min(60.0, 2.0**failures))
-            log.exception("component crashed; restarting it", component=name, retry_in=round(delay, 1))
-            await asyncio.sleep(delay)
+        except BridgeError as exc:
+            # Foreseeable (the journal cannot write, a file cannot be opened...): one line, no traceback.
+            why = shorten(str(exc), 300)
+            rate_log.error((name, type(exc).__name__), "component failed; restarting it", component=name, error=why)
+        except Exception as exc:
+            if rate_log.allow((name, "crash")) is not None:
+                log.exception("component crashed; restarting it", component=name)
+            why = f"{type(exc).__name__}: {shorten(str(exc), 200)}"
+        if time.monotonic() - started > 60:
+            backoff.reset()
+        recent = crashes.note()
+        status.restarts += 1
+        status.state = "restarting"
+        status.detail = f"{why} ({recent} restart(s) in the last {CRASH_WINDOW / 60:g} min)"
+        await asyncio.sleep(backoff.next())
+
+
+class HubSlot:
+    """One configured hub: its status, and the runner of the moment (a fresh one after every crash)."""
+
+    def __init__(self, cfg: HubConfigBase, pipeline: Pipeline) -> None:
+        self.cfg = cfg
+        self.source_cls = SOURCES[cfg.type]
+        self.pipeline = pipeline
+        self.status = HubStatus()
+        self.runner: HubRunner | None = None
+        self._stopping = False
+
+    async def run_once(self) -> None:
+        if self._stopping:
+            return
+        runner = self.runner = HubRunner(self.cfg, self.source_cls, self.pipeline, self.status)
+        try:
+            await runner.run()
+        finally:
+            self.runner = None
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self.runner is not None:
+            self.runner.stop()
+
+    async def handle(self, route: str, request: web.Request) -> web.StreamResponse:
+        runner = self.runner
+        if runner is None:
+            return web.Response(status=503, text="hub source not running")
+        return await runner.handle(route, request)
+
+
+class SinkSlot:
+    """One configured sink: its status, and the sink and delivery loop of the moment (fresh after a crash)."""
+
+    def __init__(self, cfg: SinkConfigBase, journal: Journal) -> None:
+        self.cfg = cfg
+        self.journal = journal
+        self.status = SinkStatus()
+        self.delivery: Delivery | None = None
+        self.kind = cfg.type
+        self._first = True
+
+    async def run_once(self) -> None:
+        sink, options = build_sink(self.cfg)
+        async with sink:
+            health = await sink.health()
+            self.status.health = health.detail
+            if self._first or not health.ok:
+                if health.ok:
+                    log.info("sink ready", sink=sink.name, kind=sink.kind, detail=health.detail)
+                else:
+                    log.warning("sink not healthy; events wait in the journal", sink=sink.name, detail=health.detail)
+            self._first = False
+            self.delivery = Delivery(sink, self.journal, options, status=self.status)
+            await self.delivery.run()
+
+    @property
+    def lag(self) -> int:
+        return self.journal.head - self.journal.cursor(self.cfg.name)
 
 
 class Runtime:
@@ -57,114 +144,131 @@ class Runtime:
     def __init__(self, config: BridgeConfig, on_events: Listener | None = None) -> None:
         self.config = config
         self.on_events = on_events
+        opts = config.journal
         self.journal = Journal(
             config.state_dir / "journal.sqlite3",
-            max_bytes=config.journal.max_bytes,
-            synchronous=config.journal.synchronous,
-            commit_window=config.journal.commit_window,
+            max_bytes=opts.max_bytes,
+            synchronous=opts.synchronous,
+            commit_window=opts.commit_window,
+            dead_letter_max_count=opts.dead_letters.max_count,
+            dead_letter_max_age=opts.dead_letters.max_age,
         )
         self.pipeline: Pipeline | None = None
-        self.sinks: list[Sink] = []
-        self.deliveries: dict[str, Delivery] = {}
-        self.sources: dict[str, HubitatSource] = {}
+        self.hubs: dict[str, HubSlot] = {}
+        self.sinks: dict[str, SinkSlot] = {}
         self.server: Server | None = None
         self.ready = asyncio.Event()
 
-    async def run(self, stop: asyncio.Event) -> None:
-        await self.journal.open()
-        try:
-            async with asyncio.TaskGroup() as tg:
-                journal_task = tg.create_task(self.journal.run(), name="journal")
-                pipeline = self.pipeline = await Pipeline.open(self.journal)
-                if self.on_events is not None:
-                    pipeline.listeners.append(self.on_events)
-                log.info(
-                    "journal open",
-                    path=str(self.journal.path),
-                    head=self.journal.head,
-                    known_values=len(pipeline.differ),
-                )
-                await self._start_sinks()
-                delivery_tasks = [
-                    tg.create_task(supervise(f"sink:{name}", d.run), name=f"sink:{name}")
-                    for name, d in self.deliveries.items()
-                ]
-                for hub in self.config.hubs:
-                    if isinstance(hub, HubitatHubConfig):
-                        self.sources[hub.name] = HubitatSource(hub, pipeline)
-                self.server = Server(self.config.listen_host, self.config.listen_port, self.health)
-                self.server.hubitat = {n: s for n, s in self.sources.items() if s.cfg.webhook_secret is not None}
-                await self.server.start()
-                source_tasks = [
-                    tg.create_task(supervise(f"hub:{name}", src.run), name=f"hub:{name}")
-                    for name, src in self.sources.items()
-                ]
-                self.ready.set()
-                log.info("bridge running", hubs=len(self.sources), sinks=len(self.deliveries))
-                await stop.wait()
-                log.info("stopping")
-                await self.server.stop()
-                for task in source_tasks:
-                    task.cancel()
-                await asyncio.gather(*source_tasks, return_exceptions=True)
-                await self._drain()
-                for task in [*delivery_tasks, journal_task]:
-                    task.cancel()
-        finally:
-            for sink in self.sinks:
-                with contextlib.suppress(Exception):
-                    await sink.close()
-            for src in self.sources.values():
-                await src.close()
-            await self.journal.close()
-            log.info("stopped")
+    @property
+    def runners(self) -> dict[str, HubRunner]:
+        """The hub runners running now, by hub name."""
+        return {name: slot.runner for name, slot in self.hubs.items() if slot.runner is not None}
 
-    async def _start_sinks(self) -> None:
-        for cfg in self.config.sinks:
-            sink, opts = build_sink(cfg)
-            await sink.start()
-            self.sinks.append(sink)
-            health = await sink.health()
-            if health.ok:
-                log.info("sink ready", sink=sink.name, kind=sink.kind, detail=health.detail)
-            else:
-                log.warning(
-                    "sink not healthy at start; events wait in the journal", sink=sink.name, detail=health.detail
-                )
-            self.deliveries[sink.name] = Delivery(sink, self.journal, **dataclasses.asdict(opts))
-        await self.journal.register_sinks([s.name for s in self.sinks])
+    async def run(self, stop: asyncio.Event) -> None:
+        prepare_state_dir(self.config.state_dir)
+        lock = StateDirLock(self.config.state_dir)
+        lock.acquire()
+        try:
+            await self.journal.open()
+            try:
+                await self._run(stop)
+            finally:
+                await self.journal.close()
+                log.info("stopped")
+        finally:
+            lock.release()
+
+    async def _run(self, stop: asyncio.Event) -> None:
+        cfg = self.config
+        async with asyncio.TaskGroup() as tg:
+            journal_task = tg.create_task(self.journal.run(), name="journal")
+            pipeline = self.pipeline = await Pipeline.open(self.journal)
+            if self.on_events is not None:
+                pipeline.listeners.append(self.on_events)
+            log.info(
+                "journal open", path=str(self.journal.path), head=self.journal.head, known_values=len(pipeline.differ)
+            )
+            await self.journal.register_sinks(
+                [SinkSpec(s.name, s.renamed_from) for s in cfg.sinks], keep_removed=cfg.journal.removed_sinks == "keep"
+            )
+            for sink_cfg in cfg.sinks:
+                self.sinks[sink_cfg.name] = SinkSlot(sink_cfg, self.journal)
+            sink_tasks = [
+                tg.create_task(supervise(f"sink:{n}", s.run_once, s.status), name=f"sink[{n}]")
+                for n, s in self.sinks.items()
+            ]
+            self.server = Server(cfg.listen_host, cfg.listen_port, self.health)
+            for hub_cfg in cfg.hubs:
+                slot = self.hubs[hub_cfg.name] = HubSlot(hub_cfg, pipeline)
+                for route in slot.source_cls.routes(hub_cfg):
+                    self.server.add_route(route.method, route.path, functools.partial(slot.handle, route.name))
+            try:
+                await self.server.start()
+            except BridgeError:
+                journal_task.cancel()
+                for task in sink_tasks:
+                    task.cancel()
+                raise
+            hub_tasks = [
+                tg.create_task(supervise(f"hub:{n}", s.run_once, s.status), name=f"hub[{n}]")
+                for n, s in self.hubs.items()
+            ]
+            self.ready.set()
+            log.info("bridge running", hubs=len(self.hubs), sinks=len(self.sinks))
+            await stop.wait()
+            log.info("stopping")
+            await self.server.stop()
+            await self._stop_hubs(hub_tasks)
+            await self._drain()
+            for task in sink_tasks:
+                task.cancel()
+            await asyncio.gather(*sink_tasks, return_exceptions=True)
+            await self.journal.close()
+
+    async def _stop_hubs(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Stop streams and polls, and commit what they queued, within the drain deadline."""
+        for slot in self.hubs.values():
+            slot.stop()
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=DRAIN_DEADLINE)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("hubs did not finish committing what they had queued within the deadline", hubs=len(pending))
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _drain(self) -> None:
         """Give sinks a bounded time to deliver what is journalled; what is left is delivered next start."""
         deadline = time.monotonic() + DRAIN_DEADLINE
         while time.monotonic() < deadline:
-            if all(d.lag == 0 or d.status.state != "ok" for d in self.deliveries.values()):
+            if all(s.lag == 0 or s.status.state != "ok" for s in self.sinks.values()):
                 return
             await asyncio.sleep(0.05)
         log.info(
             "drain deadline reached; the rest is delivered at next start",
-            lag={n: d.lag for n, d in self.deliveries.items()},
+            lag={n: s.lag for n, s in self.sinks.items()},
         )
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        hubs = {
-            name: {"status": src.status, "eventsocket_connected": src.connected, "polls": src.polls}
-            for name, src in self.sources.items()
-        }
+        hubs = {name: slot.status.as_dict() for name, slot in self.hubs.items()}
         sinks = {
-            name: {
-                "state": d.status.state,
-                "detail": d.status.detail,
-                "lag": d.lag,
-                "delivered": d.status.delivered,
-                "dead_lettered": d.status.dead_lettered,
-            }
-            for name, d in self.deliveries.items()
+            name: {**slot.status.as_dict(), "kind": slot.kind, "lag": slot.lag} for name, slot in self.sinks.items()
         }
-        ok = all(s["state"] == "ok" for s in sinks.values()) and all(h["status"] == "ok" for h in hubs.values())
+        disk = self.journal.disk
+        ok = all(s["state"] == "ok" for s in sinks.values()) and all(h["state"] == "ok" for h in hubs.values())
+        ok = ok and not self.journal.full
         return ok, {
             "status": "ok" if ok else "degraded",
             "hubs": hubs,
             "sinks": sinks,
-            "journal": {"head": self.journal.head, "pending_bytes": self.journal.pending_bytes},
+            "journal": {
+                "head": self.journal.head,
+                "pending_bytes": self.journal.pending_bytes,
+                "disk_bytes": disk.file_bytes,
+                "used_bytes": disk.used_bytes,
+                "max_bytes": self.journal.max_bytes,
+                "full": self.journal.full,
+                "removed_sinks_kept": sorted(set(self.journal.cursors) - set(self.sinks)),
+            },
         }

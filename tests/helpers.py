@@ -8,7 +8,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from bridge.journal import Journal
+from bridge.delivery import Delivery
+from bridge.events import Event, Reading
+from bridge.journal import Journal, Record
+from bridge.pipeline import Pipeline
+from bridge.sinks.base import Sink
 
 # DESIGN section 3, in order. Written out here (not imported from bridge.events) so that a change to the
 # contract fails the tests that check it.
@@ -56,3 +60,88 @@ async def wait_until(cond: Callable[[], bool], what: str, timeout: float = 15.0)
                 await asyncio.sleep(0.005)
     except TimeoutError:
         raise AssertionError(f"timed out waiting until {what}") from None
+
+
+# ------------------------------------------------------------------------------------------------ readings
+
+BIG = 1 << 30
+
+
+def temp(device: str, value: Any, **kw: Any) -> Reading:
+    """A temperature reading of sensor ``device`` as a poll sees it."""
+    return Reading(
+        "device", device, "temperature", value, "poll", device=f"Sensor {device}", room="Hall", unit="°C", **kw
+    )
+
+
+def switch(device: str, value: Any, source: Any = "poll", **kw: Any) -> Reading:
+    """A switch reading of lamp ``device``."""
+    return Reading("device", device, "switch", value, source, device=f"Lamp {device}", **kw)
+
+
+def button(value: Any, description: str | None = None) -> Reading:
+    """A button press (momentary: the same value twice is two presses)."""
+    return Reading("device", "9", "pushed", value, "eventsocket", description=description, momentary=True)
+
+
+async def all_records(journal: Journal) -> list[Record]:
+    """Every event the journal holds, oldest first."""
+    return await journal.read(0, 1_000_000, BIG)
+
+
+# ------------------------------------------------------------------------------------------------ delivery
+
+_counter = 0
+
+
+def readings(n: int) -> list[Reading]:
+    """``n`` distinct changes (each a new value of some temperature or dimmer level)."""
+    global _counter
+    out = []
+    for _ in range(n):
+        _counter += 1
+        c = _counter
+        if c % 2:
+            out.append(Reading("device", str(c % 7), "temperature", 15 + c / 10, "poll", device="T", unit="°C"))
+        else:
+            out.append(Reading("device", str(c % 5), "level", c, "eventsocket", device="Dimmer", room="Hall"))
+    return out
+
+
+async def ingest(pipeline: Pipeline, n: int) -> list[Event]:
+    """Journal ``n`` changes and return them."""
+    events = await pipeline.ingest("home", "hubitat", readings(n))
+    assert len(events) == n
+    return events
+
+
+@contextlib.asynccontextmanager
+async def delivering(sink: Sink, journal: Journal, **kwargs: Any) -> AsyncIterator[Delivery]:
+    """A delivery loop for ``sink`` with short retry caps; fails the test if the loop crashed."""
+    options: dict[str, Any] = {"max_wait": 0.0, "retry_initial": 0.01, "retry_max": 0.05, "send_timeout": 5.0}
+    options.update(kwargs)
+    delivery = Delivery(sink, journal, **options)
+    task = asyncio.create_task(delivery.run())
+    try:
+        yield delivery
+    finally:
+        crashed = task.done() and not task.cancelled() and task.exception() is not None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        assert not crashed, f"the delivery loop crashed: {task.exception()!r}"
+
+
+async def caught_up(journal: Journal, name: str) -> None:
+    """Wait until sink ``name`` settled everything journalled."""
+    await wait_until(lambda: journal.cursor(name) == journal.head, f"sink {name} delivered everything")
+
+
+async def deliver_all(sink: Sink, journal: Journal, **kwargs: Any) -> None:
+    """Start ``sink``, run its delivery loop until everything journalled is delivered, close it."""
+    await sink.start()
+    try:
+        async with delivering(sink, journal, **kwargs):
+            await caught_up(journal, sink.name)
+    finally:
+        await sink.close()

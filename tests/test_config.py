@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import BridgeConfig, FileSinkConfig, HubitatHubConfig, Secret, load_config
+from bridge.config import BridgeConfig, Secret, load_config
 from bridge.errors import ConfigError
+from bridge.sinks.file import FileSinkConfig
+from bridge.sources.hubitat import HubitatConfig as HubitatHubConfig
 
 TOKEN = "tok-5f0c2e7a-9b1d-4c3e-8a2f-SECRET"
 ENV = {"HUBITAT_TOKEN": TOKEN}
@@ -110,8 +112,9 @@ def test_env_argument_wins_over_process_environment(tmp_path: Path, monkeypatch:
     [("30s", 30.0), ("5m", 300.0), ("1h30m", 5400.0), ("250ms", 0.25), ("1h", 3600.0), ("45", 45.0), ("2.5", 2.5)],
 )
 def test_durations(tmp_path: Path, text: str, seconds: float) -> None:
-    path = write(tmp_path, EXAMPLE.replace("poll_interval: 30s", f"poll_interval: {text}"))
-    assert hub(load_config(path, env=ENV)).poll_interval == pytest.approx(seconds)
+    """Durations read as a user writes them: 30s, 5m, 1h30m, 250ms, or bare seconds."""
+    path = write(tmp_path, EXAMPLE.replace("poll_interval: 30s", f"poll_interval: 30s\n    detail_spacing: {text}"))
+    assert hub(load_config(path, env=ENV)).detail_spacing == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize(
@@ -119,10 +122,9 @@ def test_durations(tmp_path: Path, text: str, seconds: float) -> None:
     [("1MiB", 1024**2), ("500KB", 500_000), ("2G", 2 * 1024**3), ("4096", 4096), ("0", 0), ("10MB", 10_000_000)],
 )
 def test_sizes(tmp_path: Path, text: str, size: int) -> None:
-    path = write(tmp_path, EXAMPLE + f"    rotate_bytes: {text}\njournal:\n  max_bytes: {text}\n")
-    cfg = load_config(path, env=ENV)
-    assert file_sink(cfg).rotate_bytes == size
-    assert cfg.journal.max_bytes == size
+    """Sizes read as a user writes them: 1MiB, 500KB, 2G, or bare bytes."""
+    path = write(tmp_path, EXAMPLE + f"    rotate_bytes: {text}\n")
+    assert file_sink(load_config(path, env=ENV)).rotate_bytes == size
 
 
 def test_env_substitution_with_and_without_defaults(tmp_path: Path) -> None:

@@ -1,7 +1,10 @@
 """The sink contract (DESIGN 6).
 
-A sink knows one destination's wire format and how to classify its answers. It does not retry, back off,
-dead-letter or move cursors: the delivery loop (bridge.delivery) does that for every sink alike.
+A sink knows one destination's wire format and how to classify its answers into an :data:`Outcome`. It does not
+retry, back off, pipeline, wait for acknowledgements, dead-letter or move cursors: the delivery loop
+(:mod:`bridge.delivery`) does that for every sink alike. Lifecycle: ``async with sink:`` (or :meth:`Sink.start`
+and :meth:`Sink.close`); :meth:`Sink.send` is never called before start nor after close, and calling it after
+close is a bug that raises ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import abc
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
 
 from bridge.journal import Record
+from bridge.options import SinkConfigBase
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +24,8 @@ class Delivered:
     """The destination has the whole batch.
 
     ``ack``, when given, resolves later: True once the destination confirms it durably has the batch (Splunk
-    indexer acknowledgement), False if that confirmation never came in time and the batch must be resent.
-    The cursor only advances past the batch once ``ack`` is True.
+    indexer acknowledgement), False if it says it never will. The delivery loop waits for it up to its
+    ``ack_timeout`` and resends the batch otherwise; the cursor only moves past the batch once ``ack`` is True.
     """
 
     ack: asyncio.Future[bool] | None = field(default=None, compare=False)
@@ -36,7 +41,7 @@ class Retry:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """The data is fine but the sink cannot take it now and retrying soon will not help (bad token).
+    """The data is fine but the sink cannot take it now and retrying soon will not help (bad token, bad config).
 
     Never dead-letters anything: the batch waits, with backoff, until the operator fixes the cause.
     """
@@ -65,7 +70,16 @@ class TooLarge:
     reason: str
 
 
-Outcome = Delivered | Retry | Hold | Rejected | TooLarge
+@dataclass(frozen=True, slots=True)
+class Partial:
+    """The destination took the first ``accepted`` records and failed the rest transiently: resend only the rest."""
+
+    accepted: int
+    reason: str
+    delay: float | None = None
+
+
+Outcome = Delivered | Retry | Hold | Rejected | TooLarge | Partial
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,19 +88,66 @@ class Health:
     detail: str
 
 
-class Sink(abc.ABC):
-    """Base class of every sink. ``name`` is the sink's name in the config."""
+@dataclass(frozen=True, slots=True)
+class DeliveryOptions:
+    """How the delivery loop drives one sink (see :class:`bridge.delivery.Delivery`)."""
 
-    kind: str = "sink"
+    max_events: int = 500
+    max_bytes: int = 1024 * 1024
+    max_wait: float = 1.0
+    retry_initial: float = 0.5
+    retry_max: float = 60.0
+    # Batches sent and not yet confirmed, at once (settled in order whatever order they finish in).
+    max_in_flight: int = 1
+    # One attempt of send(): longer is a hung sink, retried.
+    send_timeout: float = 120.0
+    # How long a Delivered(ack=...) may wait for its acknowledgement before the batch is sent again.
+    ack_timeout: float = 300.0
+
+
+class Sink(abc.ABC):
+    """Base of every sink. ``name`` is the sink's name in the config. Registered by ``type_name``."""
+
+    type_name: ClassVar[str] = "sink"
+    Config: ClassVar[type[SinkConfigBase]]
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self._closed = False
+
+    @classmethod
+    def delivery_options(cls, config: Any) -> DeliveryOptions:
+        """How the delivery loop drives this sink; the default reads ``batch`` and ``retry`` from its config."""
+        batch, retry = config.batch, config.retry
+        return DeliveryOptions(
+            max_events=batch.max_events,
+            max_bytes=batch.max_bytes,
+            max_wait=batch.max_wait,
+            retry_initial=retry.initial,
+            retry_max=retry.max,
+        )
+
+    @property
+    def kind(self) -> str:
+        return self.type_name
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Open files, sessions and background tasks."""
 
-    async def close(self) -> None:  # noqa: B027 - optional hook
+    async def close(self) -> None:
         """Release what :meth:`start` opened. Must not raise."""
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"sink {self.name}: send() after close()")
 
     async def health(self) -> Health:
         """A cheap check of the destination, run at start and shown on /healthz."""

@@ -3,40 +3,67 @@
 Each batch is written, flushed and (by default) fsynced before the delivery loop advances the cursor, so a
 crash can only repeat the tail of the file (same ids), never lose it. A crash in the middle of a write can leave
 a partial last line; it is cut off at the next start, because its events are resent anyway.
+
+Writes run on the sink's own thread, one at a time. A write that outlives ``send_timeout`` (a slow fsync on a
+network mount) keeps its thread: the retry waits for it to finish and writes only what it did not, so the file
+never gets two writers nor the same lines twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import structlog
+from pydantic import Field
 
-from bridge.config import FileSinkConfig
 from bridge.journal import Record
+from bridge.options import BatchOptions, RetryOptions, SinkConfigBase, Size
 from bridge.sinks.base import Delivered, Health, Outcome, Retry, Sink
 
 log = structlog.get_logger("bridge.sinks.file")
 
 
-class FileSink(Sink):
-    kind = "file"
+class FileSinkConfig(SinkConfigBase):
+    """A JSON-lines file (``type: file``)."""
 
-    def __init__(self, config: FileSinkConfig) -> None:
+    type: Literal["file"]
+    path: Path
+    rotate_bytes: Size = 100 * 1024 * 1024
+    keep_files: int = Field(default=5, ge=0, le=1000)
+    fsync: bool = True
+    batch: BatchOptions = BatchOptions(max_events=1000, max_wait=0.2)
+    retry: RetryOptions = RetryOptions()
+
+
+class FileSink(Sink):
+    type_name = "file"
+    Config = FileSinkConfig
+
+    def __init__(self, config: Any) -> None:
         super().__init__(config.name)
-        self.config = config
+        self.config: FileSinkConfig = config
         self.path = Path(config.path)
         self._fh: BinaryIO | None = None
         self._size = 0
         self._lock = asyncio.Lock()
         self._open_error: str | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"file-{config.name}")
+        # The write on the thread now, and the last seq the file holds (both survive a send that timed out).
+        self._writing: asyncio.Future[None] | None = None
+        self._written_upto = 0
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     async def start(self) -> None:
         try:
-            await asyncio.to_thread(self._open)
+            await self._run(self._open)
         except OSError as exc:
             # Not fatal: send() opens the file again and returns Retry until it can; events wait in the journal.
             self._open_error = f"cannot open {self.path}: {exc.strerror or exc}"
@@ -78,10 +105,16 @@ class FileSink(Sink):
         )
 
     async def close(self) -> None:
+        await super().close()
         async with self._lock:
+            if self._writing is not None and not self._writing.done():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._writing)
             if self._fh is not None:
                 fh, self._fh = self._fh, None
-                await asyncio.to_thread(fh.close)
+                with contextlib.suppress(OSError):
+                    await self._run(fh.close)
+        self._thread.shutdown(wait=False)
 
     async def health(self) -> Health:
         directory = self.path.parent
@@ -94,16 +127,28 @@ class FileSink(Sink):
         return Health(True, f"writing to {self.path}")
 
     async def send(self, batch: Sequence[Record]) -> Outcome:
-        data = "".join([r.body + "\n" for r in batch]).encode("utf-8")
+        self._check_open()
         async with self._lock:
+            previous = self._writing
+            if previous is not None and not previous.done():
+                # The write of an attempt that timed out is still on the thread: let it finish first.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(previous)
+            todo = [r for r in batch if r.seq > self._written_upto]
+            if not todo:
+                return Delivered()
+            data = "".join([r.body + "\n" for r in todo]).encode("utf-8")
+            self._writing = write = asyncio.get_running_loop().run_in_executor(
+                self._thread, self._write, data, todo[-1].seq
+            )
             try:
-                await asyncio.to_thread(self._write, data)
+                await asyncio.shield(write)
             except OSError as exc:
                 # Disk full or a vanished mount: the events stay in the journal until the file can be written.
                 return Retry(f"cannot write {self.path}: {exc.strerror or exc}")
         return Delivered()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, last_seq: int) -> None:
         if self._fh is None:
             self._open()
         if self._size and self._size + len(data) > self.config.rotate_bytes:
@@ -121,6 +166,7 @@ class FileSink(Sink):
             fh.close()
             raise
         self._size += len(data)
+        self._written_upto = last_seq
 
     def _rotate(self) -> None:
         assert self._fh is not None

@@ -1,0 +1,8 @@
+"""Sources: one package per hub family, registered here by the ``type`` its config uses (one line each)."""
+
+from bridge.sources.base import Source
+from bridge.sources.hubitat import HubitatSource
+
+SOURCES: dict[str, type[Source]] = {source.type_name: source for source in (HubitatSource,)}
+
+__all__ = ["SOURCES", "Source"]

@@ -1,4 +1,4 @@
-"""Tests for the diff (bridge.state), the SQLite journal (bridge.journal) and ingest (bridge.pipeline).
+"""The SQLite journal (bridge.journal): ids, reading, cursors, trimming, room, dead letters, and their CLI.
 
 Everything runs against a real journal file in tmp_path, with its committer task running.
 """
@@ -15,15 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from bridge.errors import JournalFull
-from bridge.events import Reading, event_id
-from bridge.journal import Journal
+from bridge.journal import Journal, SinkSpec
 from bridge.pipeline import Pipeline
-from bridge.state import MOMENTARY_DUPLICATE_WINDOW, Differ
-from tests.helpers import CONTRACT_FIELDS, running_journal
-
-BIG = 1 << 30
+from tests.helpers import BIG, all_records, running_journal, switch, temp
 
 
 @pytest.fixture
@@ -37,113 +34,11 @@ async def journal(journal_path: Path) -> AsyncIterator[Journal]:
         yield j
 
 
-def temp(device: str, value: Any, **kw: Any) -> Reading:
-    return Reading(
-        "device", device, "temperature", value, "poll", device=f"Sensor {device}", room="Hall", unit="°C", **kw
-    )
-
-
-def switch(device: str, value: Any, source: Any = "poll") -> Reading:
-    return Reading("device", device, "switch", value, source, device=f"Lamp {device}")
-
-
-def button(value: Any, description: str | None = None) -> Reading:
-    return Reading("device", "9", "pushed", value, "eventsocket", description=description, momentary=True)
-
-
-async def all_records(journal: Journal) -> list[Any]:
-    return await journal.read(0, 1_000_000, BIG)
-
-
-# ------------------------------------------------------------------------------------------------ the diff
-
-
-def test_differ_emits_only_changes() -> None:
-    d = Differ("install-1")
-    events, rows = d.diff("home", "hubitat", [temp("1", 21.5)], now=100.0)
-    assert len(events) == 1 and len(rows) == 1
-    ev = events[0]
-    assert (ev.value, ev.previous, ev.time, ev.hub, ev.hub_type) == (21.5, None, 100.0, "home", "hubitat")
-    assert (ev.device_id, ev.device, ev.room, ev.unit, ev.attribute) == ("1", "Sensor 1", "Hall", "°C", "temperature")
-
-    # Unchanged: nothing.
-    assert d.diff("home", "hubitat", [temp("1", 21.5)], now=101.0) == ([], [])
-    # Changed: previous is the last known value.
-    events, _ = d.diff("home", "hubitat", [temp("1", 22.0)], now=102.0)
-    assert [(e.value, e.previous) for e in events] == [(22.0, 21.5)]
-    # The same attribute on another hub or device is its own state.
-    events, _ = d.diff("cellar", "hubitat", [temp("1", 22.0)])
-    assert [(e.hub, e.previous) for e in events] == [("cellar", None)]
-
-
-def test_differ_uses_the_hub_time_when_given() -> None:
-    events, _ = Differ("i").diff("home", "hubitat", [temp("1", 1, time=1234.5)], now=2000.0)
-    assert events[0].time == 1234.5
-
-
-@pytest.mark.parametrize(
-    ("first", "second", "changed"),
-    [
-        (29, 29.0, False),
-        (29.0, 29, False),
-        (True, 1, True),
-        (1, True, True),
-        (False, 0, True),
-        ("1", 1, True),
-        (1, "1", True),
-        ("on", "on", False),
-        (None, None, False),
-        ([1, 2], [1, 2], False),
-        ({"a": 1}, {"a": 2}, True),
-    ],
-)
-def test_differ_value_equality(first: Any, second: Any, changed: bool) -> None:
-    d = Differ("i")
-    d.diff("home", "hubitat", [switch("1", first)])
-    events, _ = d.diff("home", "hubitat", [switch("1", second)])
-    assert bool(events) is changed
-    if changed:
-        assert events[0].previous == first and type(events[0].previous) is type(first)
-
-
-def test_momentary_readings() -> None:
-    d = Differ("i")
-    w = MOMENTARY_DUPLICATE_WINDOW
-    assert len(d.diff("home", "hubitat", [button(1, "pushed 1")], now=100.0)[0]) == 1
-    # The same frame again within the window: a duplicate, dropped.
-    assert d.diff("home", "hubitat", [button(1, "pushed 1")], now=100.0 + w / 2)[0] == []
-    # The same value again later: a second press.
-    events, _ = d.diff("home", "hubitat", [button(1, "pushed 1")], now=100.0 + 2 * w)
-    assert len(events) == 1
-    assert events[0].previous == 1
-    # Within the window but a different value (another button): a real event.
-    assert len(d.diff("home", "hubitat", [button(2, "pushed 2")], now=100.0 + 2 * w + 0.01)[0]) == 1
-    # Each emitted press has its own id.
-    ids = {
-        e.id for now in (200.0, 200.0 + 2 * w, 200.0 + 4 * w) for e in d.diff("home", "hubitat", [button(3)], now)[0]
-    }
-    assert len(ids) == 3
-
-
-def test_ids_are_deterministic() -> None:
-    readings = [switch("1", "on"), temp("2", 20)]
-    a, _ = Differ("install-A").diff("home", "hubitat", readings)
-    b, _ = Differ("install-A").diff("home", "hubitat", readings)
-    assert [e.id for e in a] == [e.id for e in b]
-    assert a[0].id == event_id("install-A", "home", "device", "1", "switch", 1)
-
-    # Another installation: other ids for the same changes.
-    c, _ = Differ("install-B").diff("home", "hubitat", readings)
-    assert not {e.id for e in a} & {e.id for e in c}
-
-    # on, off, on: three changes, three ids, although the value repeats.
-    d = Differ("install-A")
-    ids = [d.diff("home", "hubitat", [switch("1", v)])[0][0].id for v in ("on", "off", "on")]
-    assert len(set(ids)) == 3
-    assert ids[0] == a[0].id
+# ------------------------------------------------------------------------------------------------ ids
 
 
 async def test_new_journal_gives_new_ids_reopened_journal_keeps_them(tmp_path: Path) -> None:
+    """A new state directory gives new ids for the same change; reopening a journal keeps its installation id."""
     ids = []
     for name in ("one", "two"):
         async with running_journal(tmp_path / name / "journal.sqlite3") as j:
@@ -157,102 +52,11 @@ async def test_new_journal_gives_new_ids_reopened_journal_keeps_them(tmp_path: P
         assert j.install_id == install_1
 
 
-# ------------------------------------------------------------------------------------------------ pipeline
-
-
-async def test_pipeline_persists_last_known_values(journal_path: Path) -> None:
-    async with running_journal(journal_path) as j:
-        p = await Pipeline.open(j)
-        first = await p.ingest(
-            "home", "hubitat", [temp("1", 29.0), switch("2", "on"), switch("3", True), switch("4", "1")]
-        )
-        assert [e.previous for e in first] == [None, None, None, None]
-        head = j.head
-
-    async with running_journal(journal_path) as j:
-        assert j.head == head
-        p = await Pipeline.open(j)
-        assert len(p.differ) == 4
-        # The same values (29 is the same temperature as 29.0): nothing to emit, nothing journalled.
-        unchanged = await p.ingest("home", "hubitat", [temp("1", 29), switch("2", "on"), switch("3", True)])
-        assert unchanged == []
-        assert j.head == head
-        # Changes after the restart carry the persisted previous value, with their original type.
-        changed = await p.ingest("home", "hubitat", [temp("1", 30.5), switch("3", 1), switch("4", 1)])
-        assert [(e.device_id, e.value, e.previous) for e in changed] == [
-            ("1", 30.5, 29.0),
-            ("3", 1, True),
-            ("4", 1, "1"),
-        ]
-        assert changed[1].previous is True
-        assert j.head == head + 3
-        # The per-attribute counter survived too: no id repeats one from before the restart.
-        assert not {e.id for e in changed} & {e.id for e in first}
-        records = await all_records(j)
-        assert [r.event()["value"] for r in records[-3:]] == [30.5, 1, 1]
-
-
-async def test_ingest_returns_after_commit_and_events_are_readable(journal: Journal) -> None:
-    p = await Pipeline.open(journal)
-    events = await p.ingest("home", "hubitat", [temp("1", 20), switch("1", "off")])
-    records = await all_records(journal)
-    assert [r.seq for r in records] == [1, 2]
-    assert [r.id for r in records] == [e.id for e in events]
-    assert [r.event() for r in records] == [e.to_dict() for e in events]
-
-
-async def test_group_commit_of_concurrent_ingests(journal: Journal) -> None:
-    p = await Pipeline.open(journal)
-    results = await asyncio.wait_for(
-        asyncio.gather(*(p.ingest("home", "hubitat", [switch(str(n), "on")]) for n in range(200))), 30
-    )
-    assert all(len(r) == 1 for r in results)
-    records = await all_records(journal)
-    assert [r.seq for r in records] == list(range(1, 201))
-    assert journal.head == 200
-    assert len({r.id for r in records}) == 200
-    # In arrival order: ingest n is seq n+1.
-    assert [r.event()["device_id"] for r in records] == [str(n) for n in range(200)]
-    assert [r.id for r in records] == [r[0].id for r in results]
-    # They were grouped: far fewer transactions than ingests.
-    assert journal.commits < 200
-
-
-async def test_json_body_is_the_event_contract(journal: Journal) -> None:
-    p = await Pipeline.open(journal)
-    await p.ingest("home", "hubitat", [temp("176", 21.5, description="Sensor 176 temperature is 21.5°C")])
-    await p.ingest("home", "hubitat", [temp("176", 22)])
-    for record in await all_records(journal):
-        assert record.body == record.body.strip() and "\n" not in record.body
-        obj = json.loads(record.body)
-        assert list(obj) == CONTRACT_FIELDS
-        assert obj["id"] == record.id
-    first, second = (r.event() for r in await all_records(journal))
-    assert first == {
-        "id": first["id"],
-        "time": first["time"],
-        "hub": "home",
-        "hub_type": "hubitat",
-        "kind": "device",
-        "device_id": "176",
-        "device": "Sensor 176",
-        "room": "Hall",
-        "attribute": "temperature",
-        "value": 21.5,
-        "previous": None,
-        "unit": "°C",
-        "source": "poll",
-        "description": "Sensor 176 temperature is 21.5°C",
-    }
-    assert isinstance(first["time"], float)
-    assert (second["value"], second["previous"]) == (22, 21.5)
-    assert "°C" in (await all_records(journal))[0].body  # UTF-8, not \u escapes
-
-
 # ------------------------------------------------------------------------------------------------ reading
 
 
 async def test_read_limits(journal: Journal) -> None:
+    """Reads stop at max_events and max_bytes, but always return at least one record."""
     p = await Pipeline.open(journal)
     await p.ingest("home", "hubitat", [switch(str(n), "on") for n in range(10)])
     records = await all_records(journal)
@@ -272,6 +76,7 @@ async def test_read_limits(journal: Journal) -> None:
 
 
 async def test_register_sinks(journal_path: Path) -> None:
+    """A new sink starts at the head; a removed sink's cursor goes, and with it what only it was holding back."""
     async with running_journal(journal_path) as j:
         p = await Pipeline.open(j)
         await j.register_sinks(["a"])
@@ -298,6 +103,7 @@ async def test_register_sinks(journal_path: Path) -> None:
 
 
 async def test_advance_and_trim(journal_path: Path) -> None:
+    """Trimming deletes only below the slowest cursor; cursors never move back; seqs carry on after a full trim."""
     async with running_journal(journal_path) as j:
         p = await Pipeline.open(j)
         await j.register_sinks(["fast", "slow"])
@@ -333,29 +139,38 @@ async def test_advance_and_trim(journal_path: Path) -> None:
         assert [r.seq for r in await all_records(j)] == [11]
 
 
+def big(device: str, n: int) -> Any:
+    """A reading whose event is about 2 KB: a few thousand fill a small journal."""
+    return switch(device, f"{n}-" + "x" * 2000)
+
+
+async def fill(p: Pipeline, j: Journal) -> None:
+    n = 0
+    while not j.full:
+        await p.ingest("home", "hubitat", [big(str(n % 50), n) for n in range(n, n + 20)])
+        n += 20
+
+
 async def test_journal_full_records_nothing(journal_path: Path) -> None:
-    async with running_journal(journal_path, max_bytes=1500) as j:
+    """A full journal refuses new events before diffing: nothing recorded, nothing remembered, until there is room."""
+    async with running_journal(journal_path, max_bytes=4 * 1024**2) as j:
         p = await Pipeline.open(j)
         await j.register_sinks(["s"])
         await p.ingest("home", "hubitat", [temp("1", 20.0)])
-        while not j.full:
-            await p.ingest("home", "hubitat", [switch(str(j.head), "on")])
+        await fill(p, j)
         head, pending = j.head, j.pending_bytes
-        assert pending >= 1500
+        assert j.disk.used_bytes >= j.limit
 
         with pytest.raises(JournalFull):
             await p.ingest("home", "hubitat", [temp("1", 21.0)])
         with pytest.raises(JournalFull):
             await p.ingest("home", "hubitat", [switch("new", "on")])
-        # Nothing recorded, nothing remembered.
         assert (j.head, j.pending_bytes) == (head, pending)
         assert p.differ.get(("home", "device", "1", "temperature")) == 20.0
         assert p.differ.get(("home", "device", "new", "switch")) is None
-        assert [r.event()["value"] for r in await all_records(j)][-1] == "on"
 
         # Room again once the sink caught up: the same readings are still changes, against the old values.
         await j.advance("s", head)
-        await j.trim(force=True)
         assert not j.full
         events = await p.ingest("home", "hubitat", [temp("1", 21.0), switch("new", "on")])
         assert [(e.attribute, e.value, e.previous) for e in events] == [
@@ -364,27 +179,40 @@ async def test_journal_full_records_nothing(journal_path: Path) -> None:
         ]
 
     # And what the refused ingest did not record is not in the persisted state either.
-    async with running_journal(journal_path, max_bytes=1500) as j:
+    async with running_journal(journal_path, max_bytes=4 * 1024**2) as j:
         p = await Pipeline.open(j)
         assert p.differ.get(("home", "device", "1", "temperature")) == 21.0
 
 
-async def test_journal_has_room_once_the_sink_caught_up(journal_path: Path) -> None:
-    async with running_journal(journal_path, max_bytes=2000) as j:
+async def test_wait_room_returns_once_the_sink_caught_up(journal_path: Path) -> None:
+    """A source waiting for room is woken by the delivery that frees it, with no polling of its own."""
+    async with running_journal(journal_path, max_bytes=4 * 1024**2) as j:
         p = await Pipeline.open(j)
         await j.register_sinks(["s"])
-        await p.ingest("home", "hubitat", [switch(str(n), "on") for n in range(20)])
-        assert j.full
+        await fill(p, j)
+        waiter = asyncio.ensure_future(j.wait_room())
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
         # What a delivery loop does after delivering everything; nobody calls trim() by hand in production.
         await j.advance("s", j.head)
-        assert not j.full
+        await asyncio.wait_for(waiter, 5)
         assert await p.ingest("home", "hubitat", [switch("1", "off")])
+
+
+async def test_sizes_are_counted_in_utf8_bytes(journal: Journal) -> None:
+    """What the journal holds is measured in bytes on disk, not characters ("°C" is 3 bytes, not 2)."""
+    p = await Pipeline.open(journal)
+    await p.ingest("home", "hubitat", [temp("1", 20.5), switch("2", "Température élevée ☃")])
+    records = await all_records(journal)
+    assert journal.pending_bytes == sum(len(r.body.encode("utf-8")) for r in records)
+    assert journal.pending_bytes > sum(len(r.body) for r in records)
 
 
 # ------------------------------------------------------------------------------------------------ dead letters
 
 
 async def test_dead_letters(journal_path: Path) -> None:
+    """Dead letters keep the event, sink, reason and time after the log is trimmed, newest first."""
     async with running_journal(journal_path) as j:
         p = await Pipeline.open(j)
         await j.register_sinks(["splunk", "archive"])
@@ -397,12 +225,12 @@ async def test_dead_letters(journal_path: Path) -> None:
 
         dead = await j.dead_letters()
         assert [(d.sink, d.seq, d.id, d.body, d.reason) for d in dead] == [
-            ("splunk", 2, r[1].id, r[1].body, "HEC 400: Invalid data format (code 6)"),
             ("splunk", 4, r[3].id, r[3].body, "too large"),
+            ("splunk", 2, r[1].id, r[1].body, "HEC 400: Invalid data format (code 6)"),
         ]
         assert all(d.time > 0 for d in dead)
         assert await j.dead_letters("archive") == []
-        assert len(await j.dead_letters("splunk", limit=1)) == 1
+        assert [d.seq for d in await j.dead_letters("splunk", limit=1)] == [4]  # the newest
 
         # Dead letters without a cursor move are still recorded.
         await p.ingest("home", "hubitat", [switch("9", "on")])
@@ -415,6 +243,7 @@ async def test_dead_letters(journal_path: Path) -> None:
 
 
 async def test_cli_lists_dead_letters(tmp_path: Path) -> None:
+    """`hubbridge spool dead-letters` lists them with reason and body, as text or JSON, per sink."""
     config = tmp_path / "hubbridge.yaml"
     config.write_text(
         "state_dir: ./state\nsinks:\n  - name: archive\n    type: file\n    path: ./events.jsonl\n", encoding="utf-8"
@@ -458,3 +287,90 @@ async def test_cli_lists_dead_letters(tmp_path: Path) -> None:
     assert result.returncode == 0
     assert result.stdout == ""
     assert "0 dead-lettered event(s) for sink splunk" in result.stderr
+
+
+async def test_dead_letters_are_purged_by_count_and_age(journal_path: Path) -> None:
+    """Only the newest max_count dead letters are kept, and none older than max_age."""
+    async with running_journal(journal_path, dead_letter_max_count=3, dead_letter_max_age=3600) as j:
+        p = await Pipeline.open(j)
+        await j.register_sinks(["s"])
+        await p.ingest("home", "hubitat", [switch(str(n), "on") for n in range(6)])
+        r = await all_records(j)
+        await j.advance("s", 6, dead=[(rec, f"bad {rec.seq}") for rec in r])
+        assert [d.seq for d in await j.dead_letters()] == [6, 5, 4]
+        # One of those is older than max_age (as if written two hours ago): the next upkeep purges it.
+        await j._call(lambda: j.db.execute("UPDATE dead_letters SET time = time - 7200 WHERE seq = 4"))
+        await j.trim(force=True, maintain=True)
+        assert [d.seq for d in await j.dead_letters()] == [6, 5]
+
+
+async def test_a_removed_sink_with_a_backlog_is_dropped_with_a_warning_saying_how_many(journal_path: Path) -> None:
+    """Removing a sink that had undelivered events says how many were dropped for it (never silently)."""
+    async with running_journal(journal_path) as j:
+        p = await Pipeline.open(j)
+        await j.register_sinks(["a", "b"])
+        await p.ingest("home", "hubitat", [switch(str(n), "on") for n in range(7)])
+        await j.advance("a", 7)
+        await j.advance("b", 2)
+        with structlog.testing.capture_logs() as logs:
+            await j.register_sinks(["a"])
+        (line,) = [e for e in logs if e["log_level"] == "warning"]
+        assert (line["sink"], line["dropped"]) == ("b", 5)
+        assert "renamed_from" in line["event"] and "removed_sinks: keep" in line["event"]
+        assert await all_records(j) == []
+
+
+async def test_a_renamed_sink_keeps_its_backlog(journal_path: Path) -> None:
+    """A sink configured with renamed_from takes over the old name's place: nothing is skipped or repeated."""
+    async with running_journal(journal_path) as j:
+        p = await Pipeline.open(j)
+        await j.register_sinks(["splunk"])
+        await p.ingest("home", "hubitat", [switch(str(n), "on") for n in range(5)])
+        await j.advance("splunk", 2)
+        await j.register_sinks([SinkSpec("splunk-prod", renamed_from="splunk")])
+        assert j.cursors == {"splunk-prod": 2}
+        assert [r.seq for r in await all_records(j)] == [3, 4, 5]
+
+
+async def test_keep_removed_sinks_holds_their_backlog_until_dropped(journal_path: Path, tmp_path: Path) -> None:
+    """With removed_sinks: keep, a removed sink's events stay (and warn) until `spool drop-sink` drops them."""
+    async with running_journal(journal_path) as j:
+        p = await Pipeline.open(j)
+        await j.register_sinks(["a", "b"])
+        await p.ingest("home", "hubitat", [switch(str(n), "on") for n in range(4)])
+        await j.advance("a", 4)
+        with structlog.testing.capture_logs() as logs:
+            await j.register_sinks(["a"], keep_removed=True)
+        assert [(e["sink"], e["undelivered"]) for e in logs if e["log_level"] == "warning"] == [("b", 4)]
+        assert len(await all_records(j)) == 4
+    config = tmp_path / "hubbridge.yaml"
+    config.write_text(
+        f"state_dir: {journal_path.parent}\nsinks:\n  - name: a\n    type: file\n    path: ./e.jsonl\n",
+        encoding="utf-8",
+    )
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bridge.cli", "spool", "drop-sink", "-c", str(config), "b"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dropped sink 'b': 4 undelivered event(s)" in result.stderr
+    async with running_journal(journal_path) as j:
+        assert j.cursors == {"a": 4}
+        assert await all_records(j) == []
+
+
+async def test_close_commits_what_is_queued_and_answers_every_caller(journal_path: Path) -> None:
+    """Closing the journal while appends are queued or being committed resolves every one of them."""
+    async with running_journal(journal_path) as j:
+        p = await Pipeline.open(j)
+        ingests = [asyncio.ensure_future(p.ingest("home", "hubitat", [switch(str(n), "on")])) for n in range(50)]
+        await asyncio.sleep(0)  # all diffed and queued; a commit is on its way
+        await j.close()
+        results = await asyncio.wait_for(asyncio.gather(*ingests, return_exceptions=True), 5)
+        assert all(isinstance(r, list) and len(r) == 1 for r in results), results
+    async with running_journal(journal_path) as j:
+        assert j.head == 50

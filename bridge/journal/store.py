@@ -1,0 +1,708 @@
+"""The durable hand-off between sources and sinks: SQLite in WAL mode (DESIGN 4).
+
+One file in ``state_dir`` holds the event log (monotonic ``seq``), one cursor per sink, the last-known values the
+diff uses, dead letters and small per-hub metadata. All SQLite work runs on one dedicated thread so the event loop
+never blocks on fsync; appends from many coroutines are grouped into one transaction per commit (group commit),
+and no caller is told "done" before its transaction is durable.
+
+``max_bytes`` bounds the files on disk (database and WAL), not a count of characters: the WAL is checkpointed and
+truncated to a small budget, trims run in chunks that fit it, and incremental vacuum gives freed pages back to the
+file system once sinks caught up. The journal is full when the pages in use reach the bound less the WAL budget and
+one commit; it has room again a little below that, so sources do not flap at the edge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import structlog
+
+from bridge.diff import StateKey, StateRow
+from bridge.errors import JournalError, JournalFull
+from bridge.journal.schema import prepare
+
+log = structlog.get_logger("bridge.journal")
+
+T = TypeVar("T")
+
+# Room returns below this share of the limit (hysteresis: a source must not flap between hold and go).
+ROOM_AGAIN = 0.95
+# How often trimming runs when not forced, and how often retention and shrinking are looked at.
+TRIM_EVERY = 1.0
+MAINTAIN_EVERY = 60.0
+
+
+class Record(NamedTuple):
+    """One journalled event as a sink reads it: its sequence number and its JSON line.
+
+    A NamedTuple, not a frozen dataclass: sinks read hundreds of thousands a second and a tuple is built at C
+    speed.
+    """
+
+    seq: int
+    id: str
+    body: str
+
+    def event(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self.body)
+        return result
+
+
+class Encoded(NamedTuple):
+    """An event ready for the journal: its id, its JSON line and that line's size in UTF-8 bytes."""
+
+    id: str
+    body: str
+    size: int
+
+
+class EncodedState(NamedTuple):
+    """A last-known value ready for the journal: its key, the value as JSON text and its change counter."""
+
+    key: StateKey
+    value: str
+    seq: int
+
+
+@dataclass(slots=True, frozen=True)
+class DeadLetter:
+    sink: str
+    seq: int
+    id: str
+    body: str
+    reason: str
+    time: float
+
+
+@dataclass(slots=True, frozen=True)
+class SinkSpec:
+    """A configured sink as the journal knows it: its name and, when it was renamed, its old name."""
+
+    name: str
+    renamed_from: str | None = None
+
+
+@dataclass(slots=True)
+class _Append:
+    events: list[Encoded]
+    state: list[EncodedState]
+    nbytes: int
+    future: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class DiskUse:
+    """Bytes the journal's files take (database, WAL and its index), and the part of the database in use."""
+
+    file_bytes: int = 0
+    used_bytes: int = 0
+
+
+class Journal:
+    """SQLite-backed event log. :meth:`open`, run :meth:`run` as a task, :meth:`close` (commits what is queued)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int = 1024**3,
+        synchronous: str = "full",
+        commit_window: float = 0.0,
+        dead_letter_max_count: int = 10_000,
+        dead_letter_max_age: float = 30 * 86400.0,
+        inspect: bool = False,
+    ) -> None:
+        self.path = path
+        # Opened by a command beside a running bridge (spool): read what is there, leave the files alone.
+        self.inspect = inspect
+        self.max_bytes = max_bytes
+        self.synchronous = synchronous
+        self.commit_window = commit_window
+        self.dead_letter_max_count = dead_letter_max_count
+        self.dead_letter_max_age = dead_letter_max_age
+        # The WAL is checkpointed and truncated at this size; a commit and a trim chunk are kept below it too, so
+        # the WAL never holds more than about twice this.
+        self.wal_budget = min(4 * 1024**2, max(256 * 1024, max_bytes // 16))
+        self.commit_cap = self.wal_budget // 2
+        self.install_id = ""
+        self._db: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._pending: list[_Append] = []
+        self._wake = asyncio.Event()
+        self._grew: asyncio.Future[None] | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+        self._head = 0
+        self._bytes = 0
+        self._disk = DiskUse()
+        self._page_size = 4096
+        self._cursors: dict[str, int] = {}
+        self._last_trim = 0.0
+        self._last_maintain = 0.0
+        self._freed = 0  # bytes trimmed since the last upkeep
+        self._closing = False
+        self._closed = False
+        self._running = False
+        self._stopped = asyncio.Event()
+        self.commits = 0
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise JournalError(f"cannot create {self.path.parent}: {exc.strerror or exc}") from None
+        await self._call(self._open_sync)
+
+    def _open_sync(self) -> None:
+        db: sqlite3.Connection | None = None
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            # Tables first: a new file must choose incremental vacuum before anything (WAL included) writes it.
+            prepare(db, str(self.path))
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+            pages = max(16, self.wal_budget // 4096)
+            db.execute(f"PRAGMA wal_autocheckpoint={pages}")
+            db.execute(f"PRAGMA journal_size_limit={self.wal_budget}")
+            self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            row = db.execute("SELECT value FROM meta WHERE key='install_id'").fetchone()
+            if row is None:
+                self.install_id = uuid.uuid4().hex
+                db.execute("INSERT INTO meta VALUES ('install_id', ?)", (self.install_id,))
+            else:
+                self.install_id = row[0]
+            self._head = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+            stored_head = db.execute("SELECT value FROM meta WHERE key='head'").fetchone()
+            # After a full trim the events table is empty; the head lives on in meta so seqs never restart.
+            if stored_head is not None:
+                self._head = max(self._head, int(stored_head[0]))
+            self._bytes = db.execute("SELECT COALESCE(SUM(size), 0) FROM events").fetchone()[0]
+            self._cursors = dict(db.execute("SELECT sink, seq FROM cursors").fetchall())
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            raise JournalError(
+                f"cannot open the journal {self.path}: {exc}; check that state_dir and the files in it belong to "
+                "the user hubbridge runs as and that the disk is not full"
+            ) from None
+        self._db = db
+        self._disk = self._measure_sync()
+        self._update_room()
+
+    async def close(self) -> None:
+        """Commit what is still queued, then close. Every queued caller learns its outcome."""
+        if self._closed:
+            return
+        self._closing = True
+        self._wake.set()
+        if self._running:
+            await self._stopped.wait()
+        else:
+            while self._pending:
+                await self._commit_next()
+        self._closed = True
+        # Anything that slipped in after the committer stopped (it cannot, but a caller must never hang).
+        for item in self._pending:
+            if not item.future.done():
+                item.future.set_exception(JournalError("the journal closed before this change was committed"))
+        self._pending.clear()
+
+        def _close() -> None:
+            if self._db is not None:
+                if not self.inspect:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._db.close()
+                self._db = None
+
+        with contextlib.suppress(JournalError):
+            await self._call(_close)
+        self._thread.shutdown(wait=True)
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+        except RuntimeError as exc:  # the executor was shut down: the journal is closed
+            raise JournalError(f"the journal is closed ({exc})") from None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise JournalError("the journal is not open")
+        return self._db
+
+    @property
+    def head(self) -> int:
+        """The seq of the newest committed event."""
+        return self._head
+
+    @property
+    def pending_bytes(self) -> int:
+        """UTF-8 bytes of the event bodies not yet delivered by every sink."""
+        return self._bytes
+
+    @property
+    def disk(self) -> DiskUse:
+        """What the journal's files take on disk, as of the last commit or trim."""
+        return self._disk
+
+    @property
+    def limit(self) -> int:
+        """Bytes in use at which the journal counts as full (room kept for the WAL and one commit)."""
+        return max(self.max_bytes // 2, self.max_bytes - self.wal_budget - self.commit_cap)
+
+    @property
+    def full(self) -> bool:
+        return not self._room.is_set()
+
+    def check_room(self) -> None:
+        """Raise :class:`JournalFull` when the journal has no room for new events."""
+        if not self._room.is_set():
+            raise JournalFull(
+                f"journal holds {self._disk.used_bytes} bytes on disk (journal.max_bytes {self.max_bytes})"
+            )
+
+    async def wait_room(self) -> None:
+        """Return once the journal has room (at once if it has). Never touches anything else."""
+        await self._room.wait()
+
+    def _update_room(self) -> None:
+        used = self._disk.used_bytes
+        if self._room.is_set():
+            if used >= self.limit:
+                self._room.clear()
+                log.warning(
+                    "journal full: holding sources until sinks catch up (nothing is dropped)",
+                    used_bytes=used,
+                    max_bytes=self.max_bytes,
+                )
+        elif used < self.limit * ROOM_AGAIN:
+            self._room.set()
+            log.info("journal has room again; sources resume", used_bytes=used, max_bytes=self.max_bytes)
+
+    def _measure_sync(self) -> DiskUse:
+        # In use: the database's pages less its free list (what a VACUUM would leave). The WAL is not counted: it is
+        # checkpointed back to wal_budget, which `limit` keeps free, so the files stay within max_bytes + one commit.
+        db = self.db
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        files = 0
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                files += os.stat(f"{self.path}{suffix}").st_size
+        return DiskUse(file_bytes=files, used_bytes=(pages - free) * self._page_size)
+
+    # ---------------------------------------------------------------- state (the diff's table)
+
+    async def load_state(self) -> list[StateRow]:
+        def _load() -> list[StateRow]:
+            rows = self.db.execute("SELECT hub, kind, device_id, attribute, value, seq FROM state")
+            return [StateRow((h, k, d, a), json.loads(v), s) for h, k, d, a, v, s in rows]
+
+        return await self._call(_load)
+
+    # ---------------------------------------------------------------- append (group commit)
+
+    def submit(self, events: list[Encoded], state: list[EncodedState]) -> asyncio.Future[None]:
+        """Queue ``events`` with the new last-known values ``state`` for the next commit; the future says when.
+
+        Raises :class:`JournalFull` at once when there is no room (nothing is queued, so the caller's diff must be
+        taken back), :class:`JournalError` when the journal is closed. The future fails with :class:`JournalError`
+        if the commit failed.
+        """
+        if self._closing:
+            raise JournalError("the journal is closed")
+        if events:
+            self.check_room()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not events and not state:
+            fut.set_result(None)
+            return fut
+        self._pending.append(_Append(events, state, sum(e.size for e in events), fut))
+        self._wake.set()
+        return fut
+
+    async def append(self, events: list[Encoded], state: list[EncodedState]) -> None:
+        """Durably record ``events`` with ``state``; returns after the commit (see :meth:`submit`)."""
+        await self.submit(events, state)
+
+    async def run(self) -> None:
+        """The committer task: commits queued appends, grouped, until :meth:`close` (then commits the rest)."""
+        self._running = True
+        self._stopped.clear()
+        try:
+            while True:
+                if not self._pending:
+                    if self._closing:
+                        return
+                    await self._wake.wait()
+                    self._wake.clear()
+                    # No fixed delay by default: appends that arrive while a commit is on the disk are grouped into
+                    # the next one, so a lone POST waits one fsync, and a burst shares each fsync among many callers.
+                    if self.commit_window > 0 and not self._closing:
+                        await asyncio.sleep(self.commit_window)
+                    continue
+                await self._commit_next()
+        finally:
+            self._running = False
+            self._stopped.set()
+
+    async def _commit_next(self) -> None:
+        # One commit holds at most commit_cap bytes of events (and at least one append), so the WAL stays small.
+        n, nbytes = 0, 0
+        for item in self._pending:
+            if n and nbytes + item.nbytes > self.commit_cap:
+                break
+            n += 1
+            nbytes += item.nbytes
+        batch, self._pending = self._pending[:n], self._pending[n:]
+        work = asyncio.get_running_loop().run_in_executor(self._thread, self._commit_sync, batch)
+        try:
+            outcome: tuple[int, int, DiskUse] | BaseException = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            # The thread is committing: wait for it, so no caller is left without an answer, then stop.
+            self._resolve(batch, await _outcome(work))
+            raise
+        except Exception as exc:
+            outcome = exc
+        self._resolve(batch, outcome)
+
+    def _resolve(self, batch: list[_Append], outcome: tuple[int, int, DiskUse] | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            err = outcome if isinstance(outcome, JournalError) else JournalError(f"journal commit failed: {outcome}")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(err)
+            return
+        added, nbytes, disk = outcome
+        self.commits += 1
+        self._bytes += nbytes
+        self._disk = disk
+        self._update_room()
+        if added:
+            self._head += added
+            if self._grew is not None and not self._grew.done():
+                self._grew.set_result(None)
+            self._grew = None
+        for item in batch:
+            if not item.future.done():
+                item.future.set_result(None)
+
+    def _commit_sync(self, batch: list[_Append]) -> tuple[int, int, DiskUse]:
+        db = self.db
+        seq = self._head
+        rows: list[tuple[int, str, str, int]] = []
+        state: dict[StateKey, EncodedState] = {}
+        nbytes = 0
+        for item in batch:
+            for ev in item.events:
+                seq += 1
+                nbytes += ev.size
+                rows.append((seq, ev.id, ev.body, ev.size))
+            for row in item.state:
+                state[row.key] = row
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT INTO events (seq, id, body, size) VALUES (?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT INTO state (hub, kind, device_id, attribute, value, seq) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (hub, kind, device_id, attribute) DO UPDATE SET value=excluded.value, seq=excluded.seq",
+                [(*r.key, r.value, r.seq) for r in state.values()],
+            )
+            if rows:
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (str(seq),))
+            db.execute("COMMIT")
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise JournalError(f"journal commit failed ({self.path}): {exc}") from None
+        return len(rows), nbytes, self._measure_sync()
+
+    # ---------------------------------------------------------------- reading (sinks)
+
+    async def wait_beyond(self, seq: int, timeout: float | None = None) -> bool:
+        """Wait until the head passes ``seq``. True if it did, False on timeout."""
+        if self._head > seq:
+            return True
+        if self._grew is None:
+            self._grew = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(self._grew)
+        return self._head > seq
+
+    async def read(self, after: int, max_events: int, max_bytes: int) -> list[Record]:
+        """Up to ``max_events`` records after seq ``after``, at most ``max_bytes`` of bodies (at least one)."""
+
+        def _read() -> list[Record]:
+            out: list[Record] = []
+            total = 0
+            for seq, id_, body, size in self.db.execute(
+                "SELECT seq, id, body, size FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, max_events)
+            ):
+                total += size
+                if out and total > max_bytes:
+                    break
+                out.append(Record(seq, id_, body))
+            return out
+
+        return await self._call(_read)
+
+    # ---------------------------------------------------------------- cursors
+
+    async def register_sinks(self, sinks: Sequence[SinkSpec | str], *, keep_removed: bool = False) -> None:
+        """Give each configured sink a cursor; deal with cursors of sinks no longer configured.
+
+        A new sink starts at the head: it receives events from now on, not the retained backlog; one configured
+        with ``renamed_from`` takes over the old name's cursor, and with it the backlog. A cursor nobody claims is
+        dropped (its backlog with it) unless ``keep_removed``; either way a warning says how many events that is.
+        """
+        specs = [s if isinstance(s, SinkSpec) else SinkSpec(s) for s in sinks]
+        names = {s.name for s in specs}
+
+        def _register() -> list[tuple[str, str, int]]:
+            db = self.db
+            notes: list[tuple[str, str, int]] = []
+            db.execute("BEGIN IMMEDIATE")
+            for spec in specs:
+                old = spec.renamed_from
+                if spec.name not in self._cursors and old and old in self._cursors and old not in names:
+                    seq = self._cursors.pop(old)
+                    db.execute("UPDATE cursors SET sink = ? WHERE sink = ?", (spec.name, old))
+                    db.execute("UPDATE dead_letters SET sink = ? WHERE sink = ?", (spec.name, old))
+                    self._cursors[spec.name] = seq
+                    notes.append(("renamed", f"{old} -> {spec.name}", self._head - seq))
+            for sink in list(self._cursors):
+                if sink in names:
+                    continue
+                backlog = self._head - self._cursors[sink]
+                if keep_removed:
+                    notes.append(("kept", sink, backlog))
+                    continue
+                db.execute("DELETE FROM cursors WHERE sink = ?", (sink,))
+                del self._cursors[sink]
+                notes.append(("dropped", sink, backlog))
+            for spec in specs:
+                if spec.name not in self._cursors:
+                    db.execute("INSERT INTO cursors VALUES (?, ?)", (spec.name, self._head))
+                    self._cursors[spec.name] = self._head
+                    notes.append(("new", spec.name, 0))
+            db.execute("COMMIT")
+            return notes
+
+        for what, sink, backlog in await self._call(_register):
+            if what == "new":
+                log.info("new sink starts at the journal head", sink=sink, seq=self._head)
+            elif what == "renamed":
+                log.info("sink renamed; it keeps its place in the journal", sink=sink, undelivered=backlog)
+            elif what == "kept" and backlog:
+                log.warning(
+                    "a sink is no longer configured; its undelivered events are kept (journal.removed_sinks: keep) and "
+                    "hold the journal until it is back, or until `hubbridge spool drop-sink` drops them",
+                    sink=sink,
+                    undelivered=backlog,
+                )
+            elif what == "kept":
+                log.info("a sink is no longer configured; it had nothing undelivered", sink=sink)
+            elif backlog:
+                log.warning(
+                    "a sink is no longer configured: its undelivered events were dropped for it (set renamed_from on a "
+                    "renamed sink, or journal.removed_sinks: keep, to keep them)",
+                    sink=sink,
+                    dropped=backlog,
+                )
+            else:
+                log.info("a sink is no longer configured; it had nothing undelivered", sink=sink)
+        await self.trim(force=True, maintain=True)
+
+    async def drop_sink(self, sink: str) -> int:
+        """Forget ``sink``'s cursor (and so its backlog). Returns how many events it had not delivered."""
+
+        def _drop() -> int:
+            seq = self._cursors.pop(sink, None)
+            if seq is None:
+                return -1
+            self.db.execute("DELETE FROM cursors WHERE sink = ?", (sink,))
+            return self._head - seq
+
+        dropped = await self._call(_drop)
+        await self.trim(force=True, maintain=True)
+        return dropped
+
+    def cursor(self, sink: str) -> int:
+        return self._cursors[sink]
+
+    @property
+    def cursors(self) -> dict[str, int]:
+        return dict(self._cursors)
+
+    async def advance(self, sink: str, seq: int, dead: Iterable[tuple[Record, str]] = ()) -> None:
+        """Durably move ``sink``'s cursor to ``seq`` (everything up to it is delivered or dead-lettered).
+
+        ``dead`` are events at or below ``seq`` that the sink can never deliver, each with its reason; they
+        are recorded in the same transaction, so a crash never loses one nor records it twice.
+        """
+        now = time.time()
+        rows = [(sink, r.seq, r.id, r.body, reason, now) for r, reason in dead]
+        if seq <= self._cursors.get(sink, 0) and not rows:
+            return
+        seq = max(seq, self._cursors.get(sink, 0))
+
+        def _advance() -> None:
+            db = self.db
+            # Progress needs no fsync of its own: losing the last advances to a power cut only re-sends events
+            # (same ids), never loses one, and the WAL keeps cursor and dead letters atomic either way.
+            db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                if rows:
+                    db.executemany(
+                        "INSERT INTO dead_letters (sink, seq, id, body, reason, time) VALUES (?, ?, ?, ?, ?, ?)", rows
+                    )
+                    self._purge_dead_letters(db, by_age=False)
+                db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (sink, seq))
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise JournalError(f"cannot record delivery progress of sink {sink} ({self.path}): {exc}") from None
+            finally:
+                db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+
+        await self._call(_advance)
+        self._cursors[sink] = seq
+        # When the log is full no new event (so no later advance) may come to trim it: free room now. Likewise when
+        # every sink caught up: the last of a backlog must not wait for an advance that may not come.
+        caught_up = min(self._cursors.values()) >= self._head
+        await self.trim(force=self.full or bool(rows) or caught_up)
+
+    async def trim(self, *, force: bool = False, maintain: bool = False) -> None:
+        """Delete events every sink has passed, a chunk per transaction. At most once a second unless forced.
+
+        Also (when asked to ``maintain``, once a minute, or once a WAL budget's worth was trimmed) applies dead-letter
+        retention and gives free pages back to the file system.
+        """
+        now = time.monotonic()
+        if not force and now - self._last_trim < TRIM_EVERY:
+            return
+        self._last_trim = now
+        low = min(self._cursors.values()) if self._cursors else self._head
+        while True:
+            gone, more = await self._call(self._trim_chunk, low)
+            self._bytes -= gone
+            self._freed += gone
+            if not more:
+                break
+        # Upkeep when asked, once a minute, or as soon as a backlog worth shrinking for was delivered.
+        if maintain or now - self._last_maintain >= MAINTAIN_EVERY or self._freed >= self.wal_budget:
+            self._last_maintain = now
+            self._freed = 0
+            await self._call(self._maintain_sync)
+        self._disk = await self._call(self._measure_sync)
+        self._update_room()
+
+    def _trim_chunk(self, low: int) -> tuple[int, bool]:
+        """Delete up to a WAL budget's worth of events at or below ``low``. Returns (bytes, whether more remain)."""
+        db = self.db
+        budget = self.commit_cap
+        upto, total, more = None, 0, False
+        for seq, size in db.execute("SELECT seq, size FROM events WHERE seq <= ? ORDER BY seq LIMIT 20000", (low,)):
+            if upto is not None and total + size > budget:
+                more = True
+                break
+            upto, total = seq, total + size
+        if upto is None:
+            return 0, False
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise JournalError(f"cannot trim the journal ({self.path}): {exc}") from None
+        return total, more or upto < low
+
+    def _purge_dead_letters(self, db: sqlite3.Connection, *, by_age: bool) -> None:
+        """Keep the newest ``dead_letter_max_count`` dead letters, and (``by_age``) none older than the max age."""
+        if by_age:
+            db.execute("DELETE FROM dead_letters WHERE time < ?", (time.time() - self.dead_letter_max_age,))
+        db.execute(
+            "DELETE FROM dead_letters WHERE n <= (SELECT n FROM dead_letters ORDER BY n DESC LIMIT 1 OFFSET ?)",
+            (self.dead_letter_max_count,),
+        )
+
+    def _maintain_sync(self) -> None:
+        """Dead-letter retention, then hand free pages back (incremental vacuum) and truncate the WAL."""
+        db = self.db
+        try:
+            self._purge_dead_letters(db, by_age=True)
+            free = db.execute("PRAGMA freelist_count").fetchone()[0]
+            chunk = max(16, self.commit_cap // self._page_size)
+            while free > 0:
+                # executescript: it steps the pragma to completion (execute() would free one page per call).
+                db.executescript(f"PRAGMA incremental_vacuum({min(free, chunk)});")
+                left = db.execute("PRAGMA freelist_count").fetchone()[0]
+                if left >= free:
+                    break  # auto_vacuum is off for this file (its upgrade could not switch it)
+                free = left
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("journal maintenance failed; it is tried again later", error=str(exc))
+
+    # ---------------------------------------------------------------- dead letters
+
+    async def dead_letters(self, sink: str | None = None, limit: int = 1000) -> list[DeadLetter]:
+        """Dead letters, newest first."""
+
+        def _list() -> list[DeadLetter]:
+            sql = "SELECT sink, seq, id, body, reason, time FROM dead_letters"
+            args: tuple[Any, ...] = ()
+            if sink is not None:
+                sql += " WHERE sink = ?"
+                args = (sink,)
+            sql += " ORDER BY n DESC LIMIT ?"
+            return [DeadLetter(*row) for row in self.db.execute(sql, (*args, limit))]
+
+        return await self._call(_list)
+
+    # ---------------------------------------------------------------- hub metadata
+
+    async def get_meta(self, hub: str, key: str) -> Any:
+        def _get() -> Any:
+            row = self.db.execute("SELECT value FROM hub_meta WHERE hub=? AND key=?", (hub, key)).fetchone()
+            return None if row is None else json.loads(row[0])
+
+        return await self._call(_get)
+
+    async def set_meta(self, hub: str, key: str, value: Any) -> None:
+        def _set() -> None:
+            try:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO hub_meta VALUES (?, ?, ?)", (hub, key, json.dumps(value, allow_nan=False))
+                )
+            except (sqlite3.Error, ValueError) as exc:
+                raise JournalError(f"cannot store {key} of hub {hub} ({self.path}): {exc}") from None
+
+        await self._call(_set)
+
+
+async def _outcome(work: asyncio.Future[tuple[int, int, DiskUse]]) -> tuple[int, int, DiskUse] | BaseException:
+    try:
+        return await work
+    except Exception as exc:
+        return exc

@@ -1,0 +1,248 @@
+"""Hubitat's ``/eventsocket``: the frame parser (a pure function of the text) and the socket that feeds it.
+
+The socket is undocumented and unsupported (hubitat.md 2.1): frames are hand-built JSON, usually one object per
+message, but an object can be split across messages and a message can be garbage (2.2, 2.5). Only text that starts
+an object is ever kept for the next message, so a stray ``"`` cannot swallow the valid frame after it; nothing
+nested too deeply or larger than :data:`MAX_PENDING` is kept either. The socket is never trusted alone: every
+(re)connect asks for a reconciliation poll, and a socket with no frame, ping or pong for ``eventsocket_timeout`` is
+dead and replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bridge.backoff import Backoff
+from bridge.events import shorten
+from bridge.http import transport_problem
+from bridge.sources.base import HubContext
+from bridge.sources.hubitat.config import HubitatConfig
+from bridge.sources.hubitat.values import NotJson, raw_decode
+
+# An object still incomplete after this much text is not a split frame: drop it.
+MAX_PENDING = 1024 * 1024
+
+
+@dataclass(slots=True)
+class Frame:
+    """One JSON object of the stream and its text (the text sizes it and recognises a repeat)."""
+
+    obj: dict[str, Any]
+    text: str
+
+
+@dataclass(slots=True)
+class Parsed:
+    frames: list[Frame] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # a short snippet of each piece that was not usable
+
+
+def _cut_short(exc: json.JSONDecodeError, text: str) -> bool:
+    """Whether a parse error means "the rest comes in the next message" rather than "this is not JSON".
+
+    A message cut inside a string fails as "Unterminated string" (the string runs to the end of the text); a cut
+    inside a literal (``nul``), a number or an escape (``\\u00``) fails a few characters before the end; any other
+    cut fails at the very end.
+    """
+    return exc.msg.startswith("Unterminated string") or exc.pos >= len(text.rstrip()) - 6
+
+
+class FrameParser:
+    """Turns eventsocket messages into JSON objects; re-joins an object split across messages."""
+
+    def __init__(self, max_pending: int = MAX_PENDING) -> None:
+        self.max_pending = max_pending
+        self._pending = ""
+
+    @property
+    def pending(self) -> int:
+        """Characters held back waiting for the rest of a split object."""
+        return len(self._pending)
+
+    def feed(self, message: str) -> Parsed:
+        out = Parsed()
+        if self._pending:
+            pending, self._pending = self._pending, ""
+            joined = Parsed()
+            if self._scan(pending + message, joined, strict_first=True):
+                if not (self._pending and _stands_alone(message)):
+                    out.frames, out.problems = joined.frames, joined.problems
+                    return out
+                # Still incomplete, but the message is a whole object by itself: a new frame, not a continuation.
+                self._pending = ""
+            # The held-back text does not continue in this message: it was garbage. Read the message on its own.
+            out.problems.append(shorten(pending, 80))
+        self._scan(message, out, strict_first=False)
+        return out
+
+    def _scan(self, text: str, out: Parsed, *, strict_first: bool) -> bool:
+        """Parse ``text`` into ``out``; False only when ``strict_first`` and the first object is malformed."""
+        pos, end = 0, len(text)
+        first = True
+        while True:
+            while pos < end and text[pos] in " \t\r\n":
+                pos += 1
+            if pos >= end:
+                return True
+            if text[pos] != "{":
+                # Not the start of an object (a stray quote, a number, an array): report it, resume at the next "{".
+                nxt = text.find("{", pos + 1)
+                out.problems.append(shorten(text[pos : nxt if nxt >= 0 else end], 80))
+                if nxt < 0:
+                    return True
+                pos, first = nxt, False
+                continue
+            try:
+                obj, stop = raw_decode(text, pos)
+            except NotJson as exc:
+                out.problems.append(f"{exc}: {shorten(text[pos:], 60)}")
+                return True  # the rest of this message cannot be trusted
+            except json.JSONDecodeError as exc:
+                if _cut_short(exc, text):
+                    rest = text[pos:]
+                    if len(rest) > self.max_pending:
+                        out.problems.append(f"an object over {self.max_pending} characters: {shorten(rest, 60)}")
+                    else:
+                        self._pending = rest  # incomplete: the rest of the object comes in the next message
+                    return True
+                if first and strict_first:
+                    return False
+                nxt = text.find("{", pos + 1)
+                out.problems.append(shorten(text[pos : nxt if nxt >= 0 else end], 80))
+                if nxt < 0:
+                    return True
+                pos, first = nxt, False
+                continue
+            out.frames.append(Frame(obj, text[pos:stop]))
+            pos, first = stop, False
+
+
+def _stands_alone(message: str) -> bool:
+    """Whether ``message`` is one or more complete JSON objects and nothing else."""
+    pos, end = 0, len(message)
+    while True:
+        while pos < end and message[pos] in " \t\r\n":
+            pos += 1
+        if pos >= end:
+            return True
+        if message[pos] != "{":
+            return False
+        try:
+            _, pos = raw_decode(message, pos)
+        except ValueError:
+            return False
+
+
+OnFrames = Callable[[list[Frame]], Awaitable[None]]
+
+
+class EventSocket:
+    """The ``/eventsocket`` connection of one hub: connect, read, detect a dead socket, reconnect with backoff."""
+
+    def __init__(
+        self, cfg: HubitatConfig, session: aiohttp.ClientSession, hub: HubContext, on_frames: OnFrames
+    ) -> None:
+        self.cfg = cfg
+        self.session = session
+        self.hub = hub
+        self.on_frames = on_frames
+        self.connected = False
+        self.url = (
+            "wss://" + cfg.url[8:] if cfg.url.startswith("https://") else "ws://" + cfg.url[7:]
+        ) + "/eventsocket"
+
+    async def run(self) -> None:
+        backoff = Backoff(1.0, min(60.0, self.cfg.backoff_max), floor=1.0)
+        down_since: float | None = None
+        self.hub.stream_state("eventsocket", False, "connecting")
+        while True:
+            reason = await self._session_once(backoff, down_since)
+            if self.connected:
+                down_since = None
+            self.connected = False
+            self.hub.stream_state("eventsocket", False, reason)
+            delay = backoff.next()
+            # One warning per outage; the retries of the same outage are debug, so a hub that is off for a day does
+            # not fill the journal with a line a minute.
+            if down_since is None:
+                down_since = time.monotonic()
+                self.hub.log.warning("eventsocket down; reconnecting", reason=reason, retry_in=round(delay, 1))
+            else:
+                self.hub.log.debug("eventsocket still down", reason=reason, retry_in=round(delay, 1))
+            await asyncio.sleep(delay)
+
+    async def _session_once(self, backoff: Backoff, down_since: float | None) -> str:
+        """Connect and read until the socket ends; returns why it ended."""
+        try:
+            # The handshake gets the request timeout of its own: aiohttp's default would wait 300 s.
+            async with asyncio.timeout(self.cfg.request_timeout):
+                ws = await self.session.ws_connect(
+                    self.url,
+                    autoping=False,
+                    heartbeat=None,
+                    max_msg_size=MAX_PENDING,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
+                )
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return f"cannot connect: {transport_problem(exc, self.url, self.cfg.request_timeout)}"
+        async with ws:
+            self.connected = True
+            self.hub.stream_state("eventsocket", True)
+            if down_since is None:
+                self.hub.log.info("eventsocket connected")
+            else:
+                self.hub.log.info("eventsocket connected again", down_for=round(time.monotonic() - down_since, 1))
+            backoff.reset()
+            # A stream is never trusted alone: whatever changed while it was down arrives as reconcile.
+            self.hub.reconcile("eventsocket connected")
+            try:
+                return await self._read(ws)
+            except (aiohttp.ClientError, OSError) as exc:
+                return f"socket error: {transport_problem(exc, self.url)}"
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
+        """Read messages until the socket closes or goes quiet. Returns why it ended."""
+        window = self.cfg.eventsocket_timeout
+        probe_every = max(1.0, window / 3)
+        last_heard = time.monotonic()
+        parser = FrameParser()
+        while True:
+            try:
+                msg = await ws.receive(timeout=probe_every)
+            except TimeoutError:
+                if time.monotonic() - last_heard >= window:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(5.0):
+                            await ws.close()
+                    return f"no frame, ping or pong for {window:g}s (dead socket)"
+                # Our own ping: a half-open socket (hub rebooted without a FIN) never answers it.
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.ping()
+                continue
+            last_heard = time.monotonic()
+            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                data = msg.data if isinstance(msg.data, str) else msg.data.decode("utf-8", errors="replace")
+                parsed = parser.feed(data)
+                for problem in parsed.problems:
+                    self.hub.rate_log.warning(
+                        "malformed-frame", "ignored a malformed eventsocket frame", frame=shorten(problem, 120)
+                    )
+                if parsed.frames:
+                    await self.on_frames(parsed.frames)
+            elif msg.type == aiohttp.WSMsgType.PING:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.pong(msg.data)
+            elif msg.type == aiohttp.WSMsgType.PONG:
+                pass
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                return "closed by the hub"
+            elif msg.type == aiohttp.WSMsgType.ERROR:
+                return f"socket error: {shorten(str(ws.exception()), 200)}"
