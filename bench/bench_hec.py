@@ -161,7 +161,7 @@ async def run_ours(sim: SimProcess, events: list[Any], batch: int, state_dir: Pa
     await journal.register_sinks(["splunk"])
     for i in range(0, len(events), 5000):
         # As the pipeline hands events to the journal: encoded, with their size in bytes.
-        chunk = [Encoded(e.id, body, len(body.encode())) for e in events[i : i + 5000] for body in [e.to_json()]]
+        chunk: list[Encoded] = [(e.id, b, len(b.encode())) for e in events[i : i + 5000] for b in [e.to_json()]]
         await journal.append(chunk, [])
     config = SplunkHecSinkConfig.model_validate(
         {

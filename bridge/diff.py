@@ -54,11 +54,10 @@ class Diff:
     """The changes of one ingest, and how to take them back."""
 
     events: list[Event] = field(default_factory=list)
-    keys: list[StateKey] = field(default_factory=list)  # per event
-    seqs: list[int] = field(default_factory=list)  # per event: the change counter its id was made from
+    # Per event: its key, the entry before it and the entry it made (value, change counter, observed).
+    changes: list[tuple[StateKey, _Entry | None, _Entry]] = field(default_factory=list)
     # Commits still on their way that values this ingest found unchanged depend on: answer only after them.
     waits: set[asyncio.Future[None]] = field(default_factory=set)
-    _undo: list[tuple[StateKey, _Entry | None, _Entry]] = field(default_factory=list)
     _momentary: list[tuple[StateKey, tuple[Any, str | None, float] | None]] = field(default_factory=list)
     _pending: asyncio.Future[None] | None = None
 
@@ -123,9 +122,7 @@ class Differ:
                 previous = None
             after = (r.value, seq + 1, r.observed)
             values[key] = after
-            out._undo.append((key, entry, after))
-            out.keys.append(key)
-            out.seqs.append(seq + 1)
+            out.changes.append((key, entry, after))
             out.events.append(
                 Event(
                     id=event_id(self.install_id, hub, r.kind, r.device_id, r.attribute, seq + 1),
@@ -148,16 +145,14 @@ class Differ:
 
     def refuse(self, diff: Diff, index: int) -> None:
         """Take back event ``index`` of ``diff`` before it is committed (it could not be encoded)."""
-        key, before, after = diff._undo.pop(index)
+        key, before, after = diff.changes.pop(index)
         self._restore(key, before, after)
         del diff.events[index]
-        del diff.keys[index]
-        del diff.seqs[index]
 
     def pending(self, diff: Diff, future: asyncio.Future[None]) -> None:
         """``diff`` is on its way to the journal as ``future``: readings equal to its values wait for it."""
         diff._pending = future
-        for key, _, after in diff._undo:
+        for key, _, after in diff.changes:
             if self._values.get(key) is after:
                 self._pending[key] = future
 
@@ -165,12 +160,12 @@ class Differ:
         """The journal answered for ``diff``: keep its changes, or undo them if the commit failed."""
         future = diff._pending
         if future is not None:
-            for key, _, _ in diff._undo:
+            for key, _, _ in diff.changes:
                 if self._pending.get(key) is future:
                     del self._pending[key]
         if ok:
             return
-        for key, before, after in reversed(diff._undo):
+        for key, before, after in reversed(diff.changes):
             self._restore(key, before, after)
         for key, recent in reversed(diff._momentary):
             if recent is None:

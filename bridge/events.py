@@ -88,10 +88,26 @@ class Event:
     description: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in FIELDS}
+        # Spelled out, not a loop over FIELDS: this runs for every event and a literal is twice as fast.
+        return {
+            "id": self.id,
+            "time": self.time,
+            "hub": self.hub,
+            "hub_type": self.hub_type,
+            "kind": self.kind,
+            "device_id": self.device_id,
+            "device": self.device,
+            "room": self.room,
+            "attribute": self.attribute,
+            "value": self.value,
+            "previous": self.previous,
+            "unit": self.unit,
+            "source": self.source,
+            "description": self.description,
+        }
 
     def to_json(self) -> str:
-        return encode_event(self)
+        return encode_event(self)[0]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Event:
@@ -104,11 +120,18 @@ class EventRefused(ValueError):
 
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=str)
+_string = json.encoder.encode_basestring
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def dumps(obj: Any) -> str:
     """Compact JSON, UTF-8 text (no escapes), no NaN. Raises ValueError on NaN/Infinity."""
+    # The common values (a string, an int) skip the encoder's setup; the result is the same text.
+    kind = obj.__class__
+    if kind is str:
+        return _string(obj)
+    if kind is int:
+        return int.__repr__(obj)
     return _encoder.encode(obj)
 
 
@@ -163,8 +186,8 @@ def _fix(ev: Event) -> None:
     ev.previous = storable(ev.previous)
 
 
-def encode_event(ev: Event) -> str:
-    """The event's JSON line (DESIGN 3 field order), made storable first if it has to be.
+def encode_event(ev: Event) -> tuple[str, int]:
+    """The event's JSON line (DESIGN 3 field order) and its size in UTF-8 bytes, made storable first if need be.
 
     Raises :class:`EventRefused` when it cannot be stored: NaN or Infinity, nesting beyond :data:`MAX_DEPTH`, or
     more than :data:`MAX_EVENT_BYTES` of UTF-8. ``ev`` is fixed in place, so what the diff remembers is what the
@@ -175,17 +198,18 @@ def encode_event(ev: Event) -> str:
         if isinstance(ev.value, dict | list):
             _check_depth(ev.value)
         text = _encoder.encode(ev.to_dict())
-        if not text.isascii():
-            text.encode("utf-8")  # a lone surrogate fails here
+        # Encoding to UTF-8 both sizes the line and proves it storable (a lone surrogate fails here).
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
     except (ValueError, RecursionError, UnicodeEncodeError):
         try:
             _fix(ev)
             text = _encoder.encode(ev.to_dict())
+            size = len(text.encode("utf-8"))
         except (ValueError, RecursionError) as exc:
             raise EventRefused(str(exc) if isinstance(exc, EventRefused) else f"not storable as JSON: {exc}") from None
-    if len(text) > MAX_EVENT_BYTES // 4 and len(text.encode("utf-8")) > MAX_EVENT_BYTES:
-        raise EventRefused(f"the event is {len(text.encode('utf-8'))} bytes, over the {MAX_EVENT_BYTES} byte limit")
-    return text
+    if size > MAX_EVENT_BYTES:
+        raise EventRefused(f"the event is {size} bytes, over the {MAX_EVENT_BYTES} byte limit")
+    return text, size
 
 
 def event_id(install_id: str, hub: str, kind: str, device_id: str | None, attribute: str, seq: int) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 import structlog
 
 from bridge.backoff import RateLimitedLog
-from bridge.diff import Diff, Differ
+from bridge.diff import Diff, Differ, StateKey
 from bridge.errors import JournalError
 from bridge.events import Event, EventRefused, Reading, dumps, encode_event, shorten
 from bridge.journal import Encoded, EncodedState, Journal
@@ -81,20 +81,21 @@ class Pipeline:
 
     def _encode(self, hub: str, diff: Diff) -> tuple[list[Encoded], list[EncodedState]]:
         encoded: list[Encoded] = []
-        rows: dict[tuple[str, str, str, str], EncodedState] = {}
+        rows: dict[StateKey, EncodedState] = {}
         i = 0
-        while i < len(diff.events):
-            ev = diff.events[i]
+        events, changes = diff.events, diff.changes
+        while i < len(events):
+            ev = events[i]
             try:
-                body = encode_event(ev)
+                body, size = encode_event(ev)
                 value = dumps(ev.value)
             except EventRefused as exc:
                 self._refuse(hub, ev, str(exc))
                 self.differ.refuse(diff, i)
                 continue
-            encoded.append(Encoded(ev.id, body, len(body) if body.isascii() else len(body.encode("utf-8"))))
-            key = diff.keys[i]
-            rows[key] = EncodedState(key, value, diff.seqs[i])
+            encoded.append((ev.id, body, size))
+            key, _, after = changes[i]
+            rows[key] = (key, value, after[1])
             i += 1
         return encoded, list(rows.values())
 

@@ -59,20 +59,11 @@ class Record(NamedTuple):
         return result
 
 
-class Encoded(NamedTuple):
-    """An event ready for the journal: its id, its JSON line and that line's size in UTF-8 bytes."""
-
-    id: str
-    body: str
-    size: int
-
-
-class EncodedState(NamedTuple):
-    """A last-known value ready for the journal: its key, the value as JSON text and its change counter."""
-
-    key: StateKey
-    value: str
-    seq: int
+# An event ready for the journal: its id, its JSON line and that line's size in UTF-8 bytes. Plain tuples: one is
+# made per event, and a NamedTuple's constructor is a Python function.
+Encoded = tuple[str, str, int]
+# A last-known value ready for the journal: its key, the value as JSON text and its change counter.
+EncodedState = tuple[StateKey, str, int]
 
 
 @dataclass(slots=True, frozen=True)
@@ -151,6 +142,8 @@ class Journal:
         self._last_trim = 0.0
         self._last_maintain = 0.0
         self._freed = 0  # bytes trimmed since the last upkeep
+        self._later: asyncio.TimerHandle | None = None  # a trim put off by the once-a-second limit
+        self._trimming: asyncio.Future[None] | None = None
         self._closing = False
         self._closed = False
         self._running = False
@@ -209,6 +202,10 @@ class Journal:
             return
         self._closing = True
         self._wake.set()
+        if self._later is not None:
+            self._later.cancel()
+        if self._trimming is not None and not self._trimming.done():
+            await self._trimming
         if self._running:
             await self._stopped.wait()
         else:
@@ -332,7 +329,7 @@ class Journal:
         if not events and not state:
             fut.set_result(None)
             return fut
-        self._pending.append(_Append(events, state, sum(e.size for e in events), fut))
+        self._pending.append(_Append(events, state, sum(e[2] for e in events), fut))
         self._wake.set()
         return fut
 
@@ -409,19 +406,19 @@ class Journal:
         state: dict[StateKey, EncodedState] = {}
         nbytes = 0
         for item in batch:
-            for ev in item.events:
+            for id_, body, size in item.events:
                 seq += 1
-                nbytes += ev.size
-                rows.append((seq, ev.id, ev.body, ev.size))
+                nbytes += size
+                rows.append((seq, id_, body, size))
             for row in item.state:
-                state[row.key] = row
+                state[row[0]] = row
         try:
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO events (seq, id, body, size) VALUES (?, ?, ?, ?)", rows)
             db.executemany(
                 "INSERT INTO state (hub, kind, device_id, attribute, value, seq) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (hub, kind, device_id, attribute) DO UPDATE SET value=excluded.value, seq=excluded.seq",
-                [(*r.key, r.value, r.seq) for r in state.values()],
+                [(*key, value, seq_) for key, value, seq_ in state.values()],
             )
             if rows:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (str(seq),))
@@ -585,10 +582,8 @@ class Journal:
 
         await self._call(_advance)
         self._cursors[sink] = seq
-        # When the log is full no new event (so no later advance) may come to trim it: free room now. Likewise when
-        # every sink caught up: the last of a backlog must not wait for an advance that may not come.
-        caught_up = min(self._cursors.values()) >= self._head
-        await self.trim(force=self.full or bool(rows) or caught_up)
+        # When the log is full no new event (so no later advance) may come to trim it: free room now.
+        await self.trim(force=self.full or bool(rows))
 
     async def trim(self, *, force: bool = False, maintain: bool = False) -> None:
         """Delete events every sink has passed, a chunk per transaction. At most once a second unless forced.
@@ -598,6 +593,11 @@ class Journal:
         """
         now = time.monotonic()
         if not force and now - self._last_trim < TRIM_EVERY:
+            # Not now, but soon: the last advances of a backlog must not wait for an advance that may never come.
+            if self._later is None and not self._closing:
+                self._later = asyncio.get_running_loop().call_later(
+                    TRIM_EVERY - (now - self._last_trim), self._trim_later
+                )
             return
         self._last_trim = now
         low = min(self._cursors.values()) if self._cursors else self._head
@@ -615,6 +615,17 @@ class Journal:
         self._disk = await self._call(self._measure_sync)
         self._update_room()
 
+    def _trim_later(self) -> None:
+        self._later = None
+        if not self._closing and self._db is not None:
+            self._trimming = asyncio.ensure_future(self._trim_quietly())
+
+    async def _trim_quietly(self) -> None:
+        try:
+            await self.trim()
+        except JournalError as exc:
+            log.warning("cannot trim the journal; it is tried again later", error=str(exc))
+
     def _trim_chunk(self, low: int) -> tuple[int, bool]:
         """Delete up to a WAL budget's worth of events at or below ``low``. Returns (bytes, whether more remain)."""
         db = self.db
@@ -627,6 +638,8 @@ class Journal:
             upto, total = seq, total + size
         if upto is None:
             return 0, False
+        # No fsync of its own (as for cursors): a trim lost to a power cut is simply done again.
+        db.execute("PRAGMA synchronous=NORMAL")
         try:
             db.execute("BEGIN IMMEDIATE")
             db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
@@ -635,6 +648,8 @@ class Journal:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise JournalError(f"cannot trim the journal ({self.path}): {exc}") from None
+        finally:
+            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         return total, more or upto < low
 
     def _purge_dead_letters(self, db: sqlite3.Connection, *, by_age: bool) -> None:

@@ -41,13 +41,20 @@ class HubContext(Protocol):
     rate_log: RateLimitedLog
 
     async def push(
-        self, readings: Sequence[Reading], *, size: int, unless: asyncio.Future[None] | None = None, hold: bool = True
-    ) -> asyncio.Future[list[Event]]:
+        self,
+        readings: Sequence[Reading],
+        *,
+        size: int,
+        unless: asyncio.Future[None] | None = None,
+        hold: bool = True,
+        track: bool = True,
+    ) -> asyncio.Future[list[Event]] | None:
         """Queue pushed ``readings`` (``size`` bytes as received) for ingest; the future resolves after the commit.
 
         Returns once queued, which waits while the queue is full (backpressure into the stream). ``unless``: skip
         the readings if that future succeeds (they are a copy of what it commits). ``hold=False`` raises
-        :class:`~bridge.errors.JournalFull` at once instead of waiting for journal room.
+        :class:`~bridge.errors.JournalFull` at once instead of waiting for journal room. ``track=False``: nobody
+        waits for the commit, so no future is made (None is returned).
         """
         ...
 

@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from aiohttp import web
@@ -68,11 +68,12 @@ class HubStatus:
         }
 
 
-@dataclass(slots=True)
-class _Item:
+class _Item(NamedTuple):
+    """Pushed readings waiting in the queue: their size, the future of their commit, the commit they copy."""
+
     readings: list[Reading]
     size: int
-    future: asyncio.Future[list[Event]]
+    future: asyncio.Future[list[Event]] | None
     unless: asyncio.Future[None] | None
 
 
@@ -128,7 +129,7 @@ class HubRunner:
             finally:
                 self.source = None
                 for item in self._queue:
-                    if not item.future.done():
+                    if item.future is not None and not item.future.done():
                         item.future.set_exception(
                             JournalError("the bridge stopped before these readings were recorded")
                         )
@@ -147,15 +148,25 @@ class HubRunner:
     # ------------------------------------------------------------------ HubContext
 
     async def push(
-        self, readings: Sequence[Reading], *, size: int, unless: asyncio.Future[None] | None = None, hold: bool = True
-    ) -> asyncio.Future[list[Event]]:
+        self,
+        readings: Sequence[Reading],
+        *,
+        size: int,
+        unless: asyncio.Future[None] | None = None,
+        hold: bool = True,
+        track: bool = True,
+    ) -> asyncio.Future[list[Event]] | None:
         if not hold:
             self.journal.check_room()
         while self._queue and self._queued_bytes + size > QUEUE_BYTES:
             self._space.clear()
             await self._space.wait()
-        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Item(list(readings), size, future, unless))
+        future: asyncio.Future[list[Event]] | None = None
+        if track or unless is not None:
+            future = asyncio.get_running_loop().create_future()
+        items = readings if isinstance(readings, list) else list(readings)
+        # tuple.__new__, not _Item(...): one is made per pushed event, and a NamedTuple's own constructor is Python.
+        self._queue.append(tuple.__new__(_Item, (items, size, future, unless)))
         self._queued_bytes += size
         self._idle.clear()
         self._work.set()
@@ -310,7 +321,8 @@ class HubRunner:
         live = []
         for item in batch:
             if _succeeded(item.unless):
-                item.future.set_result([])  # a copy of what the original already committed
+                if item.future is not None:
+                    item.future.set_result([])  # a copy of what the original already committed
             else:
                 live.append(item)
         readings = [r for item in live for r in item.readings]
@@ -332,7 +344,7 @@ class HubRunner:
                 continue
             backoff.reset()
             for item in live:
-                if not item.future.done():
+                if item.future is not None and not item.future.done():
                     item.future.set_result(events)
             return
 

@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -31,8 +31,7 @@ from bridge.sources.hubitat.values import NotJson, raw_decode
 MAX_PENDING = 1024 * 1024
 
 
-@dataclass(slots=True)
-class Frame:
+class Frame(NamedTuple):
     """One JSON object of the stream and its text (the text sizes it and recognises a repeat)."""
 
     obj: dict[str, Any]
@@ -41,8 +40,13 @@ class Frame:
 
 @dataclass(slots=True)
 class Parsed:
+    """The objects of one message, and a short snippet of each piece that was not usable."""
+
     frames: list[Frame] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # a short snippet of each piece that was not usable
+    problems: list[str] = field(default_factory=list)
+
+
+_NO_PROBLEMS: list[str] = []  # shared by the fast path; never appended to
 
 
 def _cut_short(exc: json.JSONDecodeError, text: str) -> bool:
@@ -68,6 +72,15 @@ class FrameParser:
         return len(self._pending)
 
     def feed(self, message: str) -> Parsed:
+        if not self._pending and message[:1] == "{":
+            # The usual message: exactly one whole object.
+            try:
+                obj, end = raw_decode(message, 0)
+            except ValueError:
+                pass
+            else:
+                if end == len(message) and isinstance(obj, dict):
+                    return Parsed([Frame(obj, message)], _NO_PROBLEMS)
         out = Parsed()
         if self._pending:
             pending, self._pending = self._pending, ""
@@ -210,39 +223,68 @@ class EventSocket:
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> str:
         """Read messages until the socket closes or goes quiet. Returns why it ended."""
-        window = self.cfg.eventsocket_timeout
-        probe_every = max(1.0, window / 3)
-        last_heard = time.monotonic()
         parser = FrameParser()
+        watchdog = _Watchdog(ws, self.cfg.eventsocket_timeout, self.hub.name)
+        try:
+            while True:
+                # No timeout per receive: a timer per message cost more than the parsing. The watchdog pings a quiet
+                # socket and closes a dead one, which ends this receive.
+                msg = await ws.receive()
+                watchdog.heard = True
+                if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    data = msg.data if isinstance(msg.data, str) else msg.data.decode("utf-8", errors="replace")
+                    parsed = parser.feed(data)
+                    for problem in parsed.problems:
+                        self.hub.rate_log.warning(
+                            "malformed-frame", "ignored a malformed eventsocket frame", frame=shorten(problem, 120)
+                        )
+                    if parsed.frames:
+                        await self.on_frames(parsed.frames)
+                elif msg.type == aiohttp.WSMsgType.PING:
+                    with contextlib.suppress(ConnectionError, RuntimeError):
+                        await ws.pong(msg.data)
+                elif msg.type == aiohttp.WSMsgType.PONG:
+                    pass
+                elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
+                    return watchdog.verdict or "closed by the hub"
+                elif msg.type == aiohttp.WSMsgType.ERROR:
+                    return watchdog.verdict or f"socket error: {shorten(str(ws.exception()), 200)}"
+        finally:
+            await watchdog.stop()
+
+
+class _Watchdog:
+    """Dead-socket detection without a timer per message: every ``window / 3`` (at least 1 s) it looks whether
+    anything was heard since its last look. Quiet: ping (a half-open socket, a hub that rebooted without a FIN,
+    never answers). Nothing heard for ``window``: close the socket, which ends the reader's ``receive()``."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, window: float, hub: str) -> None:
+        self.ws = ws
+        self.window = window
+        self.heard = True
+        self.verdict: str | None = None
+        self._task = asyncio.create_task(self._watch(), name=f"hub[{hub}].eventsocket.watchdog")
+
+    async def _watch(self) -> None:
+        probe_every = max(1.0, self.window / 3)
+        quiet_since = time.monotonic()
         while True:
-            try:
-                msg = await ws.receive(timeout=probe_every)
-            except TimeoutError:
-                if time.monotonic() - last_heard >= window:
-                    with contextlib.suppress(Exception):
-                        async with asyncio.timeout(5.0):
-                            await ws.close()
-                    return f"no frame, ping or pong for {window:g}s (dead socket)"
-                # Our own ping: a half-open socket (hub rebooted without a FIN) never answers it.
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.ping()
+            await asyncio.sleep(probe_every)
+            now = time.monotonic()
+            if self.heard:
+                self.heard = False
+                quiet_since = now
                 continue
-            last_heard = time.monotonic()
-            if msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                data = msg.data if isinstance(msg.data, str) else msg.data.decode("utf-8", errors="replace")
-                parsed = parser.feed(data)
-                for problem in parsed.problems:
-                    self.hub.rate_log.warning(
-                        "malformed-frame", "ignored a malformed eventsocket frame", frame=shorten(problem, 120)
-                    )
-                if parsed.frames:
-                    await self.on_frames(parsed.frames)
-            elif msg.type == aiohttp.WSMsgType.PING:
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    await ws.pong(msg.data)
-            elif msg.type == aiohttp.WSMsgType.PONG:
-                pass
-            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
-                return "closed by the hub"
-            elif msg.type == aiohttp.WSMsgType.ERROR:
-                return f"socket error: {shorten(str(ws.exception()), 200)}"
+            if now - quiet_since + probe_every > self.window:
+                self.verdict = f"no frame, ping or pong for {self.window:g}s (dead socket)"
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(5.0):
+                        await self.ws.close()
+                return
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self.ws.ping()
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -218,13 +218,21 @@ class HubitatSource(Source):
 
     async def _on_frames(self, frames: list[Frame]) -> None:
         now, observed = time.time(), time.monotonic()
+        matching = self._matcher.enabled
+        types = self._types
+        assert types is not None
         for frame in frames:
             # Repeats matter only with POST-URL on too (see _repeated); the diff drops them otherwise.
-            if self._matcher.enabled and self._repeated(frame.text, observed):
+            if matching and self._repeated(frame.text, observed):
                 continue
             p = pushed(frame.obj, "eventsocket", now, self.cfg.location_events, observed)
-            if p is not None:
+            if p is None:
+                continue
+            if matching or p.kind != "device" or p.attribute in self._sensitive or types.should_park(p):
                 await self._take(p, len(frame.text))
+            else:
+                # The hot path (a known device's event, no second channel to match): straight into the queue.
+                await self.hub.push([self._typed(p)], size=len(frame.text), track=False)
 
     def _repeated(self, frame: str, now: float) -> bool:
         """The eventsocket sends some frames twice (hubitat.md 2.2): the same text again within a second.
@@ -252,32 +260,39 @@ class HubitatSource(Source):
             # The hub rebooted: whatever changed during the reboot is only visible to a poll.
             self.hub.rate_log.info("systemStart", "hub restarted", build=shorten(str(p.raw), 40))
             self.hub.reconcile("hub restarted")
-        if self.types.should_park(p):
-            return await self.types.park(p, size, self._deliver)
+        types = self._types
+        assert types is not None
+        if types.should_park(p):
+            return await types.park(p, size, self._deliver)
         return await self._deliver(p, size)
 
     async def _deliver(self, p: Pushed, size: int) -> asyncio.Future[list[Event]] | None:
         reading = self._typed(p)
         match = self._matcher.match(p.source, p.key, p.raw)
-        # A webhook POST must be answered, so it never waits for journal room: it is told "full" at once.
-        hold = p.source != "webhook"
+        # A webhook POST must be answered, so it never waits for journal room: it is told "full" at once. An
+        # eventsocket frame nobody waits for needs no future of its own (the hot path: no matching, no POST).
+        webhook = p.source == "webhook"
+        note = None if isinstance(match, Copy) else match
         try:
             if isinstance(match, Copy):
                 # Recorded only if the original's commit failed (then this copy is the event).
-                return await self.hub.push([reading], size=size, unless=match.original.done, hold=hold)
-            future = await self.hub.push([reading], size=size, hold=hold)
+                return await self.hub.push([reading], size=size, unless=match.original.done, hold=not webhook)
+            future = await self.hub.push([reading], size=size, hold=not webhook, track=webhook or note is not None)
         except JournalError as exc:
             failed: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
             failed.set_exception(exc)
-            if not isinstance(match, Copy):
-                match.committed(failed)
+            if note is not None:
+                note.committed(failed)
             return failed
-        match.committed(future)
+        if note is not None:
+            note.committed(future)
         return future
 
     def _typed(self, p: Pushed) -> Reading:
         did = p.device_id
-        data_type = self.types.type_of(did, p.attribute) if p.kind == "device" and did is not None else None
+        types = self._types
+        assert types is not None
+        data_type = types.type_of(did, p.attribute) if p.kind == "device" and did is not None else None
         return Reading(
             kind=p.kind,
             device_id=did,

@@ -79,12 +79,15 @@ class DualStreamMatcher:
             note = self._remember(CHANNELS[0], key, _norm(value), time.monotonic())
             note.committed(committed)
 
-    def match(self, channel: str, key: Key, value: Any, now: float | None = None) -> Copy | Note:
-        """The other channel's :class:`Copy` of this reading, or the :class:`Note` now remembered for it."""
+    def match(self, channel: str, key: Key, value: Any, now: float | None = None) -> Copy | Note | None:
+        """The other channel's :class:`Copy` of this reading, or the :class:`Note` now remembered for it.
+
+        None when matching is off (only one push channel is in use): nothing to remember.
+        """
+        if not self.enabled:
+            return None
         now = time.monotonic() if now is None else now
         value = _norm(value)
-        if not self.enabled:
-            return Note(value, now)
         other = CHANNELS[1] if channel == CHANNELS[0] else CHANNELS[0]
         theirs = self._pending[other].get(key)
         if theirs:

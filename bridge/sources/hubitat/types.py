@@ -160,9 +160,9 @@ class TypeBook:
         did = pushed.device_id
         if pushed.kind != "device" or did is None:
             return False
-        if did in self._parked:
+        if self._parked and did in self._parked:
             return True  # behind this device's parked events: order per device is kept
-        return bool(_DEVICE_ID.fullmatch(did)) and self.would_fetch(did, pushed.attribute)
+        return self.would_fetch(did, pushed.attribute) and bool(_DEVICE_ID.fullmatch(did))
 
     async def park(self, pushed: Pushed, size: int, release: Release) -> asyncio.Future[list[Event]]:
         """Hold ``pushed`` until its device's types are known; the future resolves once it is committed."""

@@ -64,7 +64,7 @@ def loads(text: str) -> Any:
         raise NotJson("nested too deeply") from None
     except ValueError as exc:
         raise NotJson(str(exc)) from None
-    if _SURROGATE_ESCAPE.search(text):
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         value = clean(value)
     return value
 
@@ -78,7 +78,8 @@ def raw_decode(text: str, pos: int) -> tuple[Any, int]:
         value, end = _DECODER.raw_decode(text, pos)
     except RecursionError:
         raise NotJson("nested too deeply") from None
-    if _SURROGATE_ESCAPE.search(text, pos, end):
+    # A plain substring test first: most frames have no \u escape at all.
+    if text.find("\\u", pos, end) >= 0 and _SURROGATE_ESCAPE.search(text, pos, end):
         value = clean(value)
     return value, end
 
@@ -89,8 +90,10 @@ def null(value: Any) -> Any:
 
 
 def text(value: Any) -> str | None:
-    value = null(value)
-    return None if value is None else value if isinstance(value, str) else str(value)
+    """A text field of a pushed event or a poll answer; "null" and null are None."""
+    if value is None or value == "null":
+        return None
+    return value if value.__class__ is str else str(value)
 
 
 def _number(raw: Any) -> Any:

@@ -110,7 +110,7 @@ def hec_config(sim: HecSim | str, **kw: Any) -> SplunkHecSinkConfig:
 
 def encoded(evs: list[Event]) -> list[Encoded]:
     """Events as the pipeline hands them to the journal."""
-    return [Encoded(e.id, body, len(body.encode("utf-8"))) for e in evs for body in [e.to_json()]]
+    return [(e.id, body, len(body.encode("utf-8"))) for e in evs for body in [e.to_json()]]
 
 
 @dataclass
