@@ -540,3 +540,68 @@ def test_check_nonexistent_file_exits_2(tmp_path: Path) -> None:
     result = run_cli("check", "-c", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert str(path) in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------ floors and hints
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "floor"),
+    [
+        ("poll_interval", "0s", "10s"),
+        ("poll_interval", "100ms", "10s"),
+        ("reconcile_interval", "10s", "60s"),
+        ("eventsocket_timeout", "0s", "3s"),
+        ("request_timeout", "0s", "1s"),
+        ("backoff_max", "0s", "1s"),
+    ],
+)
+def test_settings_that_would_hammer_the_hub_are_refused_with_the_reason(
+    tmp_path: Path, key: str, value: str, floor: str
+) -> None:
+    """A setting below a floor that protects the hub fails `check`, naming the key, the floor and why."""
+    if key == "poll_interval":
+        text = EXAMPLE.replace("poll_interval: 30s", f"poll_interval: {value}")
+    else:
+        text = EXAMPLE.replace("    poll_interval: 30s\n", f"    poll_interval: 30s\n    {key}: {value}\n")
+    path = write(tmp_path, text)
+    msg = assert_points_at(load_error(path), path, line_of(text, f"{key}:"), f"hubs[0].{key}", f"at least {floor}")
+    assert "(" in msg.split(f"at least {floor}")[1], "the reason is given"
+
+
+def test_the_journal_bound_has_a_floor(tmp_path: Path) -> None:
+    """journal.max_bytes below 4 MiB is refused: it could not hold the WAL and a useful backlog."""
+    text = EXAMPLE + "journal:\n  max_bytes: 1MiB\n"
+    path = write(tmp_path, text)
+    assert_points_at(load_error(path), path, line_of(text, "max_bytes"), "journal.max_bytes", "4194304")
+
+
+def test_a_pasted_maker_api_url_says_what_goes_where_without_the_token(tmp_path: Path) -> None:
+    """A Maker API URL pasted as the hub's url names app_id and access_token, and never repeats the token."""
+    pasted = f"http://192.168.1.10/apps/api/12/devices?access_token={TOKEN}"
+    text = EXAMPLE.replace("url: http://127.0.0.1:8081", f"url: {pasted}")
+    path = write(tmp_path, text)
+    msg = assert_points_at(load_error(path), path, line_of(text, "url:"), "hubs[0].url", "http://192.168.1.10")
+    assert "app_id (12 here)" in msg and "access_token" in msg
+    assert TOKEN not in msg and TOKEN[:8] not in msg
+
+
+def test_a_missing_ca_file_fails_check(tmp_path: Path) -> None:
+    """A tls.ca_file that does not exist fails `check` now, not the first connection hours later."""
+    text = EXAMPLE.replace(
+        "    poll_interval: 30s\n", "    poll_interval: 30s\n    tls:\n      ca_file: ./hub-ca.pem\n"
+    )
+    path = write(tmp_path, text)
+    assert_points_at(
+        load_error(path), path, line_of(text, "ca_file"), "hubs[0].tls.ca_file", "hub-ca.pem", "No such file"
+    )
+    (tmp_path / "hub-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    assert load_config(path, env=ENV).hubs[0].tls.ca_file == (tmp_path / "hub-ca.pem").resolve()  # type: ignore[attr-defined]
+
+
+def test_a_config_that_is_not_utf8_is_one_clear_line(tmp_path: Path) -> None:
+    """A config saved in another encoding names the line and says to save it as UTF-8 (no traceback)."""
+    path = tmp_path / "hubbridge.yaml"
+    path.write_bytes(EXAMPLE.replace("name: home", "name: h\xf6me").encode("latin-1"))
+    err = load_error(path)
+    assert str(err) == f"{path}: line 3: the file is not UTF-8 text (byte 0xf6); save it as UTF-8"

@@ -54,6 +54,7 @@ class HubStatus:
     detail: str = ""
     polls: int = 0
     last_poll: float | None = None
+    pushed: int = 0  # readings the push streams handed over
     restarts: int = 0
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -63,6 +64,7 @@ class HubStatus:
             "detail": self.detail,
             "polls": self.polls,
             "last_poll": self.last_poll,
+            "pushed": self.pushed,
             "restarts": self.restarts,
             "streams": self.streams,
         }
@@ -165,6 +167,7 @@ class HubRunner:
         if track or unless is not None:
             future = asyncio.get_running_loop().create_future()
         items = readings if isinstance(readings, list) else list(readings)
+        self.status.pushed += len(items)
         # tuple.__new__, not _Item(...): one is made per pushed event, and a NamedTuple's own constructor is Python.
         self._queue.append(tuple.__new__(_Item, (items, size, future, unless)))
         self._queued_bytes += size

@@ -73,6 +73,8 @@ class MakerApiMixin(PostUrlMixin):
             return starting_up_page(self.starting_up_status)
         if self.html_error is not None:
             return error_page(self.html_error)
+        if request.match_info.get("app_id") != str(self.app_id):
+            return not_found()  # no such Maker API instance: the hub's bare 404 page, whatever the token
         if not self._authorized(request):
             return invalid_token()
         parts = request.raw_path.partition("?")[0].split("/", 4)

@@ -78,6 +78,10 @@ def raw_decode(text: str, pos: int) -> tuple[Any, int]:
         value, end = _DECODER.raw_decode(text, pos)
     except RecursionError:
         raise NotJson("nested too deeply") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # e.g. an integer of 200 000 digits: over Python's int conversion limit
+        raise NotJson(str(exc)) from None
     # A plain substring test first: most frames have no \u escape at all.
     if text.find("\\u", pos, end) >= 0 and _SURROGATE_ESCAPE.search(text, pos, end):
         value = clean(value)
