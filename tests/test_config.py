@@ -605,3 +605,14 @@ def test_a_config_that_is_not_utf8_is_one_clear_line(tmp_path: Path) -> None:
     path.write_bytes(EXAMPLE.replace("name: home", "name: h\xf6me").encode("latin-1"))
     err = load_error(path)
     assert str(err) == f"{path}: line 3: the file is not UTF-8 text (byte 0xf6); save it as UTF-8"
+
+
+def test_the_shipped_example_config_loads(tmp_path: Path) -> None:
+    """config.example.yaml, every key of it, passes `check` once its credential files exist."""
+    text = (Path(__file__).resolve().parent.parent / "config.example.yaml").read_text(encoding="utf-8")
+    for name in ("hubitat-token", "splunk-token"):
+        (tmp_path / name).write_text("secret-from-a-file\n", encoding="utf-8")
+        text = text.replace(f"/run/credentials/hubbridge.service/{name}", str(tmp_path / name))
+    path = write(tmp_path, text)
+    cfg = load_config(path, env={})
+    assert [h.name for h in cfg.hubs] == ["house"] and [s.name for s in cfg.sinks] == ["splunk", "archive"]

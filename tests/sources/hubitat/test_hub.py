@@ -1258,3 +1258,34 @@ async def test_misleading_hub_errors_say_what_is_likely_wrong(
     tls = await start_bridge(bridges, tmp_path / "tls", sim, eventsocket=False, url=sim.url.replace("http:", "https:"))
     offline = await tls.wait_event(kind="bridge", attribute="hub_status", value="offline")
     assert "does not speak TLS" in offline["description"] and "http://" in offline["description"]
+
+
+async def test_a_transient_journal_error_leaves_post_url_acknowledgements_working(
+    tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]
+) -> None:
+    """After the journal failed for a moment, every POST (copies of eventsocket events included) is answered 200."""
+    port = free_port()
+    b = await start_bridge(
+        bridges,
+        tmp_path,
+        sim,
+        listen=f"127.0.0.1:{port}",
+        webhook_secret=SECRET,
+        advertise_url=f"http://127.0.0.1:{port}",
+    )
+    await b.settled()
+    await wait_until(lambda: sim.posted_url is not None, what="the bridge to register its POST-URL")
+    journal = b.runtime.journal
+    await journal._call(lambda: journal.db.execute("PRAGMA query_only=1"))
+    sim.set_attribute("6", "contact", "closed")  # both channels carry it while the journal cannot write
+    await wait_until(lambda: b.status.pushed >= 1, what="the eventsocket copy was read")
+    await journal._call(lambda: journal.db.execute("PRAGMA query_only=0"))
+    await b.wait_written(device_id="6", attribute="contact", value="closed")
+    sim.post_results.clear()
+    for n in range(20):
+        sim.set_attribute("1360", "humidity", 30 + n)
+    await sim.wait_posts_idle(timeout=20)
+    assert [status for _, status in sim.post_results] == [200] * 20, "each answered for its own commit, at once"
+    await b.wait_written(device_id="1360", attribute="humidity", value=49)
+    assert len(b.find(device_id="6", attribute="contact", value="closed")) == 1
+    assert b.status.restarts == 0
