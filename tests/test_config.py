@@ -82,6 +82,7 @@ def file_sink(cfg: BridgeConfig) -> FileSinkConfig:
 
 
 def test_example_config_loads(tmp_path: Path) -> None:
+    """The README's smallest config loads with the values and defaults it promises."""
     path = write(tmp_path, EXAMPLE)
     cfg = load_config(path, env=ENV)
 
@@ -100,6 +101,7 @@ def test_example_config_loads(tmp_path: Path) -> None:
 
 
 def test_env_argument_wins_over_process_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An explicit environment wins over the process's; without one, the process environment is used."""
     monkeypatch.setenv("HUBITAT_TOKEN", "from-os-environ")
     path = write(tmp_path, EXAMPLE)
     assert hub(load_config(path, env=ENV)).access_token.get() == TOKEN
@@ -128,6 +130,7 @@ def test_sizes(tmp_path: Path, text: str, size: int) -> None:
 
 
 def test_env_substitution_with_and_without_defaults(tmp_path: Path) -> None:
+    """${VAR} and ${VAR:-default} are replaced anywhere in the file."""
     text = EXAMPLE.replace("url: http://127.0.0.1:8081", "url: http://${HUB_HOST:-127.0.0.1}:${HUB_PORT:-8081}")
     text = text.replace("name: home", "name: ${HUB_NAME}").replace("app_id: 12", "app_id: ${APP_ID:-12}")
     path = write(tmp_path, text)
@@ -142,16 +145,19 @@ def test_env_substitution_with_and_without_defaults(tmp_path: Path) -> None:
 
 
 def test_empty_default_is_allowed(tmp_path: Path) -> None:
+    """${VAR:-} with nothing after the dash substitutes an empty string."""
     path = write(tmp_path, EXAMPLE.replace("path: ./events.jsonl", "path: ./events${SUFFIX:-}.jsonl"))
     assert file_sink(load_config(path, env=ENV)).path == (tmp_path / "events.jsonl").resolve()
 
 
 def test_env_substituted_bare_number_is_a_duration(tmp_path: Path) -> None:
+    """A bare number from ${VAR:-45} reads as seconds, like a duration written in the file."""
     path = write(tmp_path, EXAMPLE.replace("poll_interval: 30s", "poll_interval: ${POLL_INTERVAL:-45}"))
     assert hub(load_config(path, env=ENV)).poll_interval == 45.0
 
 
 def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative paths are relative to the config file, not to the directory systemd starts us in."""
     etc = tmp_path / "etc" / "hubbridge"
     path = write(etc, EXAMPLE.replace("path: ./events.jsonl", "path: logs/events.jsonl"))
     elsewhere = tmp_path / "elsewhere"
@@ -164,6 +170,7 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path: Path, mon
 
 
 def test_absolute_paths_are_kept(tmp_path: Path) -> None:
+    """Absolute paths are used as written."""
     state = tmp_path / "var" / "lib" / "hubbridge"
     path = write(tmp_path / "etc", EXAMPLE.replace("state_dir: ./state", f"state_dir: {state}"))
     assert load_config(path, env=ENV).state_dir == state.resolve()
@@ -172,6 +179,7 @@ def test_absolute_paths_are_kept(tmp_path: Path) -> None:
 def test_access_token_file_relative_to_config_dir_and_reread_after_rotation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """access_token_file is found beside the config and re-read after it is rotated, without a restart."""
     etc = tmp_path / "etc"
     secret = etc / "secrets" / "hubitat.token"
     secret.parent.mkdir(parents=True)
@@ -199,6 +207,7 @@ def test_access_token_file_relative_to_config_dir_and_reread_after_rotation(
 
 
 def test_access_token_file_path_can_come_from_env(tmp_path: Path) -> None:
+    """A secret file's path can come from ${CREDENTIALS_DIRECTORY}, as systemd credentials give it."""
     secret = tmp_path / "cred" / "token"
     secret.parent.mkdir()
     secret.write_text("from-credentials-dir", encoding="utf-8")
@@ -210,6 +219,7 @@ def test_access_token_file_path_can_come_from_env(tmp_path: Path) -> None:
 
 
 def test_both_access_token_and_access_token_file_is_an_error(tmp_path: Path) -> None:
+    """Giving a secret both inline and as a file is an error at the key's line, without the secret."""
     (tmp_path / "token").write_text("x", encoding="utf-8")
     text = EXAMPLE.replace("    eventsocket: true\n", "    access_token_file: token\n    eventsocket: true\n")
     path = write(tmp_path, text)
@@ -222,18 +232,21 @@ def test_both_access_token_and_access_token_file_is_an_error(tmp_path: Path) -> 
 
 
 def test_unknown_key(tmp_path: Path) -> None:
+    """A misspelt key is an error naming its line and path, not a silently ignored setting."""
     text = EXAMPLE.replace("poll_interval: 30s", "pol_interval: 30s")
     path = write(tmp_path, text)
     assert_points_at(load_error(path), path, line_of(text, "pol_interval"), "hubs[0].pol_interval", "unknown key")
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
+    """An unknown key at the top level is an error too."""
     text = EXAMPLE + "sink_options: {}\n"
     path = write(tmp_path, text)
     assert_points_at(load_error(path), path, line_of(text, "sink_options"), "sink_options", "unknown key")
 
 
 def test_missing_required_key(tmp_path: Path) -> None:
+    """A missing required key is reported at the entry that lacks it."""
     text = EXAMPLE.replace("    app_id: 12\n", "")
     path = write(tmp_path, text)
     # The key is absent, so the line is the hub's entry that lacks it.
@@ -241,18 +254,21 @@ def test_missing_required_key(tmp_path: Path) -> None:
 
 
 def test_missing_sinks(tmp_path: Path) -> None:
+    """A config without sinks says sinks is required."""
     text = EXAMPLE.split("sinks:")[0]
     path = write(tmp_path, text)
     assert_points_at(load_error(path), path, 1, "sinks", "required key is missing")
 
 
 def test_wrong_type(tmp_path: Path) -> None:
+    """A value of the wrong type names the key, the expected type and the value given."""
     text = EXAMPLE.replace("app_id: 12", "app_id: twelve")
     path = write(tmp_path, text)
     assert_points_at(load_error(path), path, line_of(text, "app_id"), "hubs[0].app_id", "valid integer", "'twelve'")
 
 
 def test_wrong_type_boolean(tmp_path: Path) -> None:
+    """A boolean given as a word that is not one is refused with the value shown."""
     text = EXAMPLE.replace("eventsocket: true", "eventsocket: sometimes")
     path = write(tmp_path, text)
     assert_points_at(
@@ -262,6 +278,7 @@ def test_wrong_type_boolean(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["soon", "30x", "-5s", "5m30", "''"])
 def test_bad_duration(tmp_path: Path, bad: str) -> None:
+    """A duration that cannot be read says what a duration looks like."""
     text = EXAMPLE.replace("poll_interval: 30s", f"poll_interval: {bad}")
     path = write(tmp_path, text)
     assert_points_at(
@@ -275,6 +292,7 @@ def test_bad_duration(tmp_path: Path, bad: str) -> None:
 
 @pytest.mark.parametrize("bad", ["10XB", "lots", "-1", "1.5 parsecs"])
 def test_bad_size(tmp_path: Path, bad: str) -> None:
+    """A size that cannot be read says what a size looks like."""
     text = EXAMPLE + f"    rotate_bytes: {bad}\n"
     path = write(tmp_path, text)
     assert_points_at(
@@ -284,6 +302,7 @@ def test_bad_size(tmp_path: Path, bad: str) -> None:
 
 @pytest.mark.parametrize("bad", ["ftp://hub.local", "127.0.0.1:8081", "http://", "hub.local"])
 def test_bad_url(tmp_path: Path, bad: str) -> None:
+    """A URL that is not http(s) says so, showing the value."""
     text = EXAMPLE.replace("url: http://127.0.0.1:8081", f"url: {bad}")
     path = write(tmp_path, text)
     assert_points_at(
@@ -292,6 +311,7 @@ def test_bad_url(tmp_path: Path, bad: str) -> None:
 
 
 def test_unsupported_hub_type(tmp_path: Path) -> None:
+    """An unknown hub type names the types there are."""
     text = EXAMPLE.replace("type: hubitat", "type: smartthings")
     path = write(tmp_path, text)
     assert_points_at(
@@ -300,6 +320,7 @@ def test_unsupported_hub_type(tmp_path: Path) -> None:
 
 
 def test_unsupported_sink_type(tmp_path: Path) -> None:
+    """An unknown sink type names the types there are, at the sink's entry."""
     text = EXAMPLE.replace("type: file", "type: kafka")
     path = write(tmp_path, text)
     # The union's error sits on the sink entry (line of `- name: archive`, right above `type:`).
@@ -315,12 +336,14 @@ def test_unsupported_sink_type(tmp_path: Path) -> None:
 
 
 def test_sink_without_type(tmp_path: Path) -> None:
+    """A sink without a type says the type key is missing."""
     text = EXAMPLE.replace("    type: file\n", "")
     path = write(tmp_path, text)
     assert_points_at(load_error(path), path, line_of(text, "- name: archive"), "sinks[0]", "'type' is missing")
 
 
 def test_missing_env_var(tmp_path: Path) -> None:
+    """An unset ${VAR} names the variable and the key that uses it."""
     path = write(tmp_path, EXAMPLE)
     assert_points_at(
         load_error(path, env={}),
@@ -332,6 +355,7 @@ def test_missing_env_var(tmp_path: Path) -> None:
 
 
 def test_unreadable_secret_file(tmp_path: Path) -> None:
+    """A secret file that cannot be read names the file and why."""
     text = EXAMPLE.replace("access_token: ${HUBITAT_TOKEN}", "access_token_file: missing.token")
     path = write(tmp_path, text)
     assert_points_at(
@@ -346,6 +370,7 @@ def test_unreadable_secret_file(tmp_path: Path) -> None:
 
 
 def test_secret_file_that_is_a_directory(tmp_path: Path) -> None:
+    """A secret "file" that is a directory is refused at its key."""
     (tmp_path / "secrets").mkdir()
     text = EXAMPLE.replace("access_token: ${HUBITAT_TOKEN}", "access_token_file: secrets")
     path = write(tmp_path, text)
@@ -355,6 +380,7 @@ def test_secret_file_that_is_a_directory(tmp_path: Path) -> None:
 
 
 def test_empty_secret_file(tmp_path: Path) -> None:
+    """An empty secret file is refused, naming the file."""
     (tmp_path / "token").write_text(" \n\n", encoding="utf-8")
     text = EXAMPLE.replace("access_token: ${HUBITAT_TOKEN}", "access_token_file: token")
     path = write(tmp_path, text)
@@ -371,6 +397,7 @@ DUPLICATE_SINKS = EXAMPLE + "  - name: archive\n    type: file\n    path: ./othe
 
 
 def test_duplicate_names_are_rejected(tmp_path: Path) -> None:
+    """Two sinks with one name are refused: names identify cursors and log lines."""
     path = write(tmp_path, DUPLICATE_SINKS)
     msg = str(load_error(path))
     assert str(path) in msg
@@ -380,6 +407,7 @@ def test_duplicate_names_are_rejected(tmp_path: Path) -> None:
 
 
 def test_duplicate_name_error_points_at_the_duplicate(tmp_path: Path) -> None:
+    """The duplicate-name error points at the second use of the name."""
     path = write(tmp_path, DUPLICATE_SINKS)
     assert_points_at(
         load_error(path), path, line_of(DUPLICATE_SINKS, "- name: archive", 2), "sinks[1].name", "'archive'"
@@ -387,6 +415,7 @@ def test_duplicate_name_error_points_at_the_duplicate(tmp_path: Path) -> None:
 
 
 def test_invalid_yaml_syntax_names_line_and_column(tmp_path: Path) -> None:
+    """A YAML syntax error names the line and column."""
     text = EXAMPLE.replace("    type: file\n", "    type: file: yes\n")
     path = write(tmp_path, text)
     msg = str(load_error(path))
@@ -396,6 +425,7 @@ def test_invalid_yaml_syntax_names_line_and_column(tmp_path: Path) -> None:
 
 
 def test_unclosed_quote(tmp_path: Path) -> None:
+    """An unclosed quote is a YAML error with its position."""
     path = write(tmp_path, EXAMPLE.replace("path: ./events.jsonl", 'path: "./events.jsonl'))
     msg = str(load_error(path))
     assert str(path) in msg
@@ -405,6 +435,7 @@ def test_unclosed_quote(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text", ["- state_dir: ./state\n", "just a string\n", ""])
 def test_top_level_not_a_mapping(tmp_path: Path, text: str) -> None:
+    """A file whose top level is not a mapping says what was expected."""
     path = write(tmp_path, text)
     msg = str(load_error(path))
     assert msg.startswith(f"{path}: ")
@@ -412,6 +443,7 @@ def test_top_level_not_a_mapping(tmp_path: Path, text: str) -> None:
 
 
 def test_nonexistent_config_file(tmp_path: Path) -> None:
+    """A config file that does not exist is one clear line."""
     path = tmp_path / "nope.yaml"
     msg = str(load_error(path))
     assert msg.startswith(f"{path}: ")
@@ -420,6 +452,7 @@ def test_nonexistent_config_file(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_listed(tmp_path: Path) -> None:
+    """Every problem of a file is listed at once, each at its own line."""
     text = EXAMPLE.replace("app_id: 12", "app_id: x").replace("poll_interval: 30s", "poll_interval: soon")
     path = write(tmp_path, text)
     err = load_error(path)
@@ -433,6 +466,7 @@ def test_every_problem_is_listed(tmp_path: Path) -> None:
 
 
 def test_token_not_in_repr_or_str(tmp_path: Path) -> None:
+    """Tokens never show in the repr or str of the config, its hubs or its sinks."""
     text = EXAMPLE + (
         "  - name: splunk\n    type: splunk_hec\n    url: https://splunk.example:8088\n    token: ${HEC_TOKEN}\n"
     )
@@ -460,6 +494,7 @@ def test_token_not_in_repr_or_str(tmp_path: Path) -> None:
     ],
 )
 def test_token_not_in_config_errors(tmp_path: Path, old: str, new: str) -> None:
+    """A token never appears in a config error, even when the error is about the key holding it."""
     path = write(tmp_path, EXAMPLE.replace(old, new))
     err = load_error(path)
     assert TOKEN not in str(err)
@@ -491,6 +526,7 @@ def free_port() -> int:
 
 def test_check_good_file(tmp_path: Path) -> None:
     # Nothing listens on the hub's port: `check` must not care (it never touches the network).
+    """`hubbridge check` prints OK with the hubs and sinks, and creates nothing."""
     path = write(tmp_path, EXAMPLE.replace("8081", str(free_port())))
     result = run_cli("check", "-c", str(path), env=ENV, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -503,6 +539,7 @@ def test_check_good_file(tmp_path: Path) -> None:
 
 
 def test_check_opens_no_connection_to_the_hub(tmp_path: Path) -> None:
+    """`hubbridge check` validates without opening any connection."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(16)
@@ -517,6 +554,7 @@ def test_check_opens_no_connection_to_the_hub(tmp_path: Path) -> None:
 
 
 def test_check_bad_file_exits_2_with_the_error(tmp_path: Path) -> None:
+    """`hubbridge check` on a bad file exits 2 with the error on stderr, without the token."""
     text = EXAMPLE.replace("poll_interval: 30s", "poll_interval: soon")
     path = write(tmp_path, text)
     result = run_cli("check", "-c", str(path), env=ENV, cwd=tmp_path)
@@ -529,6 +567,7 @@ def test_check_bad_file_exits_2_with_the_error(tmp_path: Path) -> None:
 
 
 def test_check_missing_env_var_exits_2(tmp_path: Path) -> None:
+    """`hubbridge check` with an unset variable exits 2 and names it."""
     path = write(tmp_path, EXAMPLE)
     result = run_cli("check", "-c", str(path), cwd=tmp_path)
     assert result.returncode == 2
@@ -536,6 +575,7 @@ def test_check_missing_env_var_exits_2(tmp_path: Path) -> None:
 
 
 def test_check_nonexistent_file_exits_2(tmp_path: Path) -> None:
+    """`hubbridge check` on a missing file exits 2 naming it."""
     path = tmp_path / "absent.yaml"
     result = run_cli("check", "-c", str(path), cwd=tmp_path)
     assert result.returncode == 2

@@ -112,6 +112,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 
 async def test_sigkill_loses_nothing(tmp_path: Path) -> None:
+    """Killed with SIGKILL five times under load, the bridge loses no acknowledged change and never repeats a value."""
     rng = random.Random(1234)
     async with HubitatSim(access_token=TOKEN, seed=7) as sim:
         port = free_port()

@@ -13,6 +13,7 @@ from bridge.events import FIELDS
 
 
 def test_demo_shows_events_and_writes_the_file(tmp_path: Path) -> None:
+    """`hubbridge demo` prints events as they flow, writes them to the file and reports what Splunk indexed."""
     proc = subprocess.run(
         [sys.executable, "-m", "bridge.cli", "demo", "--duration", "6", "--dir", str(tmp_path)],
         capture_output=True,
@@ -36,6 +37,7 @@ def test_demo_shows_events_and_writes_the_file(tmp_path: Path) -> None:
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """Ctrl-C stops the demo cleanly with exit code 0."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bridge.cli", "demo", "--dir", str(tmp_path)],
         stdout=subprocess.PIPE,

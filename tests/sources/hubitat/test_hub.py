@@ -390,6 +390,7 @@ async def test_poll_types_values_by_device_detail(tmp_path: Path, sim: TrackingS
 async def test_unchanged_values_are_not_emitted_again_and_changes_keep_types(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]
 ) -> None:
+    """A re-poll of an unchanged hub yields nothing; a change names the previous value with its type."""
     b = await start_bridge(bridges, tmp_path, sim, eventsocket=False)
     await b.settled()
     before = len(b.events)
@@ -429,6 +430,7 @@ async def test_attribute_new_on_a_known_device_is_typed_too(
 async def test_hub_kindness_detail_fetches_serial_and_polls_never_overlap(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], max_concurrency: int
 ) -> None:
+    """Requests in flight stay within max_concurrency, polls never overlap, details are fetched once, one at a time."""
     sim.detail_hold = 0.02  # each detail request stays open a moment, so an overlap would be seen
     sim.response_delay = 0.01
     b = await start_bridge(bridges, tmp_path, sim, max_concurrency=max_concurrency)
@@ -460,6 +462,7 @@ async def test_hub_kindness_detail_fetches_serial_and_polls_never_overlap(
 async def test_request_timeout_gives_clear_error_and_recovery(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], logs: list[dict[str, Any]]
 ) -> None:
+    """A hub slower than request_timeout goes offline with one clear line and comes back with the missed change."""
     b = await start_bridge(bridges, tmp_path, sim, eventsocket=False, request_timeout="1s")
     await b.settled()
     sim.response_delay = 1.5  # longer than request_timeout: every request must give up on its own
@@ -484,6 +487,7 @@ async def test_request_timeout_gives_clear_error_and_recovery(
 async def test_invalid_token_one_error_line_backoff_and_recovery(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], logs: list[dict[str, Any]]
 ) -> None:
+    """A refused token gives one error line, spaced retries, one offline event, and recovers without a restart."""
     sim.token_valid = False
     b = await start_bridge(bridges, tmp_path, sim, eventsocket=False)
     await wait_until(lambda: sim.count("/devices/all") >= 3, what="several attempts with an invalid token")
@@ -519,6 +523,7 @@ async def test_invalid_token_one_error_line_backoff_and_recovery(
 async def test_hub_faults_offline_then_online(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], logs: list[dict[str, Any]], fault: str, expect: str
 ) -> None:
+    """HTTP 500s, malformed JSON, HTML pages and a booting hub each give one line and recover with the missed change."""
     b = await start_bridge(bridges, tmp_path, sim)
     await b.settled()
     if fault == "html_error":
@@ -552,6 +557,7 @@ async def test_hub_faults_offline_then_online(
 
 
 async def test_eventsocket_change_arrives_normalised(tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]) -> None:
+    """An eventsocket frame becomes a typed contract event with label, room, unit and description, without a poll."""
     b = await start_bridge(bridges, tmp_path, sim)
     await b.settled()
     polls = b.polls
@@ -572,6 +578,7 @@ async def test_eventsocket_change_arrives_normalised(tmp_path: Path, sim: Tracki
 
 
 async def test_eventsocket_null_strings_become_null(tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]) -> None:
+    """The eventsocket's "null" strings become JSON nulls."""
     b = await start_bridge(bridges, tmp_path, sim)
     await b.settled()
     # A capture-shaped frame (helog README) for a device the hub has: "null" strings and an integer deviceId.
@@ -596,6 +603,7 @@ async def test_eventsocket_null_strings_become_null(tmp_path: Path, sim: Trackin
 async def test_eventsocket_split_frames_are_reassembled(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], logs: list[dict[str, Any]]
 ) -> None:
+    """Frames split in two arrive as exactly one event each, in order."""
     b = await start_bridge(bridges, tmp_path, sim)
     await b.settled()
     sim.split_frame_rate = 1.0  # every frame arrives in two parts, cut at a random place
@@ -610,6 +618,7 @@ async def test_eventsocket_split_frames_are_reassembled(
 async def test_eventsocket_duplicate_frames_yield_one_event(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]
 ) -> None:
+    """Frames the hub sends twice become one event each (a button press included)."""
     b = await start_bridge(bridges, tmp_path, sim)
     await b.settled()
     sim.duplicate_frame_rate = 1.0  # every frame is sent twice
@@ -627,6 +636,7 @@ async def test_eventsocket_duplicate_frames_yield_one_event(
 
 
 async def test_eventsocket_app_frames_are_ignored(tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]) -> None:
+    """APP frames (app state) are not events."""
     b = await start_bridge(bridges, tmp_path, sim)
     await b.settled()
     before = len(b.events)
@@ -645,6 +655,7 @@ async def test_eventsocket_app_frames_are_ignored(tmp_path: Path, sim: TrackingS
 async def test_silent_socket_is_detected_and_reconciled(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], logs: list[dict[str, Any]]
 ) -> None:
+    """A socket that goes silent is declared dead, replaced, and the change it swallowed comes by reconciliation."""
     b = await start_bridge(bridges, tmp_path, sim, eventsocket_timeout="3s")
     await b.settled()
     connections = sim.eventsocket_connections
@@ -666,6 +677,7 @@ async def test_silent_socket_is_detected_and_reconciled(
 async def test_dropped_socket_reconnects_with_backoff_and_reconciles(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], logs: list[dict[str, Any]]
 ) -> None:
+    """Every reconnect after a drop runs a reconciliation poll that brings what the socket missed."""
     b = await start_bridge(bridges, tmp_path, sim)
     await b.settled()
     for round_ in range(2):
@@ -684,6 +696,7 @@ async def test_dropped_socket_reconnects_with_backoff_and_reconciles(
 
 
 async def test_restart_reconciles_only_what_changed(tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]) -> None:
+    """A restart emits only what changed while the bridge was down, as source reconcile."""
     first = await start_bridge(bridges, tmp_path, sim)
     await first.settled()
     await first.wait_written(device_id="412", attribute="temperature", value=74.0)
@@ -707,6 +720,7 @@ async def test_restart_reconciles_only_what_changed(tmp_path: Path, sim: Trackin
 
 
 async def test_location_and_hub_events(tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]) -> None:
+    """Mode, HSM status and alerts are location events; systemStart is a hub event and brings a reconciliation."""
     b = await start_bridge(bridges, tmp_path, sim)
     await b.settled()
     sim.set_mode("Evening")
@@ -739,6 +753,7 @@ async def test_post_url_intake_commits_before_200(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], http: aiohttp.ClientSession
 ) -> None:
     # A slow group commit: a 200 sent before the commit would arrive well before the event is in the journal.
+    """A POST-URL request is answered 200 only once its event is committed (and a repeated POST adds nothing)."""
     b = await start_bridge(
         bridges, tmp_path, sim, eventsocket=False, webhook_secret=SECRET, top={"journal": {"commit_window": "300ms"}}
     )
@@ -785,6 +800,7 @@ async def test_post_url_rejects_wrong_secret_and_bad_bodies(
     http: aiohttp.ClientSession,
     logs: list[dict[str, Any]],
 ) -> None:
+    """Wrong secrets get the same 404, bad bodies a 400 with one line; nothing is recorded and no secret logged."""
     b = await start_bridge(bridges, tmp_path, sim, eventsocket=False, webhook_secret=SECRET)
     await b.settled()
     head = b.runtime.journal.head
@@ -805,6 +821,7 @@ async def test_post_url_rejects_wrong_secret_and_bad_bodies(
 
 
 async def test_sim_post_delivery_end_to_end(tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]) -> None:
+    """The hub's own POSTs (after the bridge registered its POST-URL) are answered 200 and recorded."""
     port = free_port()
     advertise = f"http://127.0.0.1:{port}"
     b = await start_bridge(
@@ -845,6 +862,7 @@ async def test_sim_post_delivery_end_to_end(tmp_path: Path, sim: TrackingSim, br
 async def test_post_url_registration_retries_and_never_logs_the_secret(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], logs: list[dict[str, Any]]
 ) -> None:
+    """Registering the POST-URL retries until the hub takes it, and never logs the secret."""
     port = free_port()
     sim.token_valid = False  # Maker API refuses at first: the registration must retry, not give up
     b = await start_bridge(
@@ -874,6 +892,7 @@ async def test_post_url_registration_retries_and_never_logs_the_secret(
 async def test_same_change_via_socket_duplicate_post_and_poll_is_one_event(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]
 ) -> None:
+    """One change seen over the eventsocket, POST-URL and a poll is one event."""
     port = free_port()
     b = await start_bridge(
         bridges,
@@ -936,6 +955,7 @@ async def test_webhook_change_while_socket_is_dead_is_not_taken_for_a_copy(
 async def test_location_events_off_ignores_them_on_every_path(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], http: aiohttp.ClientSession
 ) -> None:
+    """location_events: false keeps mode and HSM out on the eventsocket, POST-URL and poll paths."""
     b = await start_bridge(bridges, tmp_path, sim, webhook_secret=SECRET, location_events=False)
     await b.settled()
     sim.set_mode("Evening")
@@ -955,6 +975,7 @@ async def test_push_before_types_are_known_keeps_numbers_stable(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]
 ) -> None:
     # The hub refuses Maker API (so no dataType can be learned) while the eventsocket still streams.
+    """A number pushed before its type is known stays the same number once the type is learned."""
     sim.token_valid = False
     b = await start_bridge(bridges, tmp_path, sim)
     await wait_until(lambda: b.connected, what="the eventsocket to connect")
@@ -971,6 +992,7 @@ async def test_push_before_types_are_known_keeps_numbers_stable(
 async def test_oversized_post_is_refused_and_the_bridge_keeps_going(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], http: aiohttp.ClientSession
 ) -> None:
+    """A POST over the body limit gets 413 and the next POST is answered as usual."""
     b = await start_bridge(bridges, tmp_path, sim, eventsocket=False, webhook_secret=SECRET)
     await b.settled()
     huge = {"content": {"name": "switch", "value": "x" * (2 * 1024 * 1024), "deviceId": "176"}}
