@@ -12,7 +12,13 @@ from tests.helpers import running_journal
 
 
 @pytest.fixture
-async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+def journal_path(tmp_path: Path) -> Path:
+    """Where a test's journal lives: state/journal.sqlite3 in its directory, as a state_dir would hold it."""
+    return tmp_path / "state" / "journal.sqlite3"
+
+
+@pytest.fixture
+async def journal(journal_path: Path) -> AsyncIterator[Journal]:
     """A running journal in the test's directory (fsync per commit, as in production)."""
-    async with running_journal(tmp_path / "state" / "journal.sqlite3") as j:
+    async with running_journal(journal_path) as j:
         yield j

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,6 @@ from bridge.events import MAX_DEPTH, MAX_EVENT_BYTES, Reading
 from bridge.journal import Journal
 from bridge.pipeline import Pipeline
 from tests.helpers import CONTRACT_FIELDS, all_records, running_journal, switch, temp
-
-
-@pytest.fixture
-def journal_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "journal.sqlite3"
-
-
-@pytest.fixture
-async def journal(journal_path: Path) -> AsyncIterator[Journal]:
-    async with running_journal(journal_path) as j:
-        yield j
 
 
 async def writes_fail(journal: Journal, failing: bool) -> None:

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,6 @@ from bridge.errors import JournalFull
 from bridge.journal import Journal, SinkSpec
 from bridge.pipeline import Pipeline
 from tests.helpers import BIG, all_records, running_journal, switch, temp
-
-
-@pytest.fixture
-def journal_path(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "journal.sqlite3"
-
-
-@pytest.fixture
-async def journal(journal_path: Path) -> AsyncIterator[Journal]:
-    async with running_journal(journal_path) as j:
-        yield j
-
 
 # ------------------------------------------------------------------------------------------------ ids
 

@@ -12,7 +12,7 @@ import itertools
 import json
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -28,6 +28,7 @@ from bridge.events import FIELDS, Event
 from bridge.runtime import Runtime
 from bridge.sim.hubitat import HubitatSim, fixture_json
 from bridge.sources.runner import HubRunner, HubStatus
+from tests.helpers import wait_until
 
 TOKEN = "sim-token-7f3a9c1e"
 HUB = "house"
@@ -36,16 +37,6 @@ WAIT = 15.0  # upper bound for any single wait; tests normally take a small frac
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = WAIT, what: str = "") -> None:
-    """Poll ``predicate`` until true; fail (not hang) after ``timeout``."""
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what or predicate}") from None
 
 
 def free_port() -> int:
@@ -297,6 +288,23 @@ async def start_bridge(bridges: list[Bridge], tmp_path: Path, sim: HubitatSim, *
     b = Bridge(tmp_path, sim, listen=listen, top=top, **hub)
     bridges.append(b)
     await b.start()
+    return b
+
+
+async def start_posting_bridge(bridges: list[Bridge], tmp_path: Path, sim: HubitatSim, **hub: Any) -> Bridge:
+    """A bridge that registers itself as the hub's POST-URL (on a port chosen here) and has settled."""
+    port = free_port()
+    b = await start_bridge(
+        bridges,
+        tmp_path,
+        sim,
+        listen=f"127.0.0.1:{port}",
+        webhook_secret=SECRET,
+        advertise_url=f"http://127.0.0.1:{port}",
+        **hub,
+    )
+    await b.settled()
+    await wait_until(lambda: sim.posted_url is not None, what="the bridge to register its POST-URL")
     return b
 
 
@@ -893,17 +901,7 @@ async def test_same_change_via_socket_duplicate_post_and_poll_is_one_event(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]
 ) -> None:
     """One change seen over the eventsocket, POST-URL and a poll is one event."""
-    port = free_port()
-    b = await start_bridge(
-        bridges,
-        tmp_path,
-        sim,
-        listen=f"127.0.0.1:{port}",
-        webhook_secret=SECRET,
-        advertise_url=f"http://127.0.0.1:{port}",
-    )
-    await b.settled()
-    await wait_until(lambda: sim.posted_url is not None, what="the POST-URL registration")
+    b = await start_posting_bridge(bridges, tmp_path, sim)
     sim.duplicate_frame_rate = 1.0
     sim.set_attribute("2178", "level", 40)
     sim.set_attribute("130", "pushed", 4, is_state_change=True)
@@ -923,18 +921,8 @@ async def test_webhook_change_while_socket_is_dead_is_not_taken_for_a_copy(
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]
 ) -> None:
     """Both push channels on; the socket repeats frames, then dies silently. Every POST is still recorded."""
-    port = free_port()
-    b = await start_bridge(
-        bridges,
-        tmp_path,
-        sim,
-        listen=f"127.0.0.1:{port}",
-        webhook_secret=SECRET,
-        advertise_url=f"http://127.0.0.1:{port}",
-        eventsocket_timeout="60s",  # the dead socket is not noticed during this test: only POST-URL works
-    )
-    await b.settled()
-    await wait_until(lambda: sim.posted_url is not None, what="the POST-URL registration")
+    # The dead socket is not noticed during this test: only POST-URL works.
+    b = await start_posting_bridge(bridges, tmp_path, sim, eventsocket_timeout="60s")
     sim.duplicate_frame_rate = 1.0
     sim.set_attribute("176", "switch", "on")
     await sim.wait_eventsockets_idle()
@@ -1286,17 +1274,7 @@ async def test_a_transient_journal_error_leaves_post_url_acknowledgements_workin
     tmp_path: Path, sim: TrackingSim, bridges: list[Bridge]
 ) -> None:
     """After the journal failed for a moment, every POST (copies of eventsocket events included) is answered 200."""
-    port = free_port()
-    b = await start_bridge(
-        bridges,
-        tmp_path,
-        sim,
-        listen=f"127.0.0.1:{port}",
-        webhook_secret=SECRET,
-        advertise_url=f"http://127.0.0.1:{port}",
-    )
-    await b.settled()
-    await wait_until(lambda: sim.posted_url is not None, what="the bridge to register its POST-URL")
+    b = await start_posting_bridge(bridges, tmp_path, sim)
     journal = b.runtime.journal
     await journal._call(lambda: journal.db.execute("PRAGMA query_only=1"))
     sim.set_attribute("6", "contact", "closed")  # both channels carry it while the journal cannot write
