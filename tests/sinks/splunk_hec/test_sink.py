@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from typing import Any
 
 import pytest
 import structlog
+from aiohttp import web
 from pydantic import ValidationError
 
 from bridge.config import load_config
@@ -34,9 +36,9 @@ from bridge.events import Event
 from bridge.http import parse_retry_after
 from bridge.http import ssl_context as build_ssl_context
 from bridge.journal import Encoded, Journal, Record
-from bridge.sim.hec import HecSim
+from bridge.sim.hec import FLUENT_BIT_NO_ENDPOINT, HecSim
 from bridge.sinks import build_sink
-from bridge.sinks.base import Hold, Retry
+from bridge.sinks.base import Delivered, Hold, Retry
 from bridge.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from bridge.sinks.splunk_hec.classify import Reply, classify
 from bridge.sinks.splunk_hec.encoder import Encoder
@@ -290,7 +292,7 @@ async def test_max_wait_gathers_a_trickle_into_one_request(sim: HecSim, journal:
     async with rig(sim, journal, hec_config(sim, batch={"max_wait": "500ms"})) as r:
         for _ in range(5):
             await r.send(events(2))
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the producer's pace (a trickle), not a wait for the code under test
         await r.settled()
     assert [p.n_events for p in event_posts(sim)] == [10]
 
@@ -319,7 +321,7 @@ async def test_partial_acceptance_dead_letters_the_bad_event_and_never_duplicate
 async def test_a_400_without_an_event_number_is_split_until_the_bad_event_is_alone(
     sim: HecSim, journal: Journal
 ) -> None:
-    # A proxy answering 400 without HEC's invalid-event-number: 10 -> 5 -> 2 -> 1 requests refused.
+    # HEC's 400 code 6 without its invalid-event-number: 10 -> 5 -> 2 -> 1 requests refused.
     sim.fail_next(4, 400, 6)
     sent = events(10)
     async with rig(sim, journal, hec_config(sim)) as r:
@@ -584,6 +586,13 @@ async def test_a_rotated_token_file_is_used_without_restart_or_loss(
 # ------------------------------------------------------------------------------------------------ indexer ack
 
 
+def ack_polled(request: Any) -> bool:
+    """Whether ``request`` was an /ack poll for at least one ackId that HEC answered."""
+    if request.path != "/services/collector/ack" or request.status != 200:
+        return False
+    return bool(json.loads(request.body_bytes).get("acks"))
+
+
 def ack_config(sim: HecSim, **kw: Any) -> SplunkHecSinkConfig:
     options: dict[str, Any] = {"token": ACK_TOKEN, "ack": True, "ack_poll_interval": "100ms", "ack_timeout": "2s"}
     return hec_config(sim, **(options | kw))
@@ -594,7 +603,8 @@ async def test_the_cursor_waits_for_the_indexer_ack(sim: HecSim, journal: Journa
     async with rig(sim, journal, ack_config(sim)) as r:
         sent = await r.send(events(10))
         await sim.wait_indexed(10)
-        await asyncio.sleep(0.2)
+        # The sink asked for the ackId and HEC said "not yet" (false): the cursor had its chance to move.
+        await wait_until(lambda: any(ack_polled(q) for q in sim.requests), "an ack poll was answered")
         assert r.cursor == 0  # indexed, not yet confirmed: the cursor stays (DESIGN 4)
         assert r.sink.pending_acks == 1
         await r.settled()
@@ -611,8 +621,9 @@ async def test_batches_pipeline_while_acks_are_pending(sim: HecSim, journal: Jou
     sim.ack_delay = 1.0
     async with rig(sim, journal, ack_config(sim, batch={"max_events": 2, "max_wait": "0s"})) as r:
         sent = await r.send(events(10))
-        # Five requests out before the first ack comes back (1 s later): the loop did not wait for each.
-        await wait_until(lambda: r.sink.pending_acks == 5, "five batches await their acks", timeout=0.9)
+        # All five requests awaited their acks at once (five batches, none confirmed before 1 s): the loop did not
+        # wait for each ack before sending the next batch.
+        await wait_until(lambda: r.sink.pending_acks == 5, "five batches await their acks")
         assert r.cursor == 0 and len(sim.indexed) == 10
         await r.settled()
     assert sim.ids() == ids_of(sent)
@@ -642,13 +653,118 @@ async def test_ack_on_a_token_without_ack_says_how_to_fix_it_and_holds(sim: HecS
             assert not health.ok and health.detail.startswith("ack misconfigured")
             assert "ack: false" in health.detail and "enable indexer acknowledgement" in health.detail
             sent = await r.send(events(5))
-            await wait_until(lambda: r.delivery.status.state == "holding", "the sink holds")
-            assert sim.indexed == [] and await r.dead() == []
+            await wait_until(lambda: r.delivery._attempts >= 3, "several attempts were held")
+            assert r.delivery.status.state == "holding"
+            assert sim.indexed == [] and r.cursor == 0 and await r.dead() == []
             sim.add_token(TOKEN, ack=True)  # the operator enables ack on the token
             await r.settled()
     assert sim.ids() == ids_of(sent)
-    hint = [e for e in logs if e["log_level"] == "error" and "ack: false" in repr(e)]
-    assert hint, "the code 14 hint was not logged"
+    (hint,) = hold_lines(logs)  # one line, however many attempts were held
+    assert hint["log_level"] == "error" and "set ack: false" in hint["reason"]
+
+
+def hold_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Log lines at warning or above: what an operator watching the journal sees."""
+    return [e for e in logs if e["log_level"] in ("warning", "error", "critical")]
+
+
+@pytest.mark.parametrize("answer", [None, FLUENT_BIT_NO_ENDPOINT], ids=["404", "fluent-bit-400"])
+async def test_ack_without_an_ack_endpoint_holds_with_one_line_until_the_receiver_has_acks(
+    journal: Journal, answer: tuple[int, str] | None
+) -> None:
+    """ack: true, receiver without /ack: health says set ack: false, events wait (one log line), then arrive once."""
+    async with HecSim(tokens=(TOKEN,), ack_endpoint=False) as sim:
+        if answer is not None:
+            sim.no_endpoint_reply = answer
+        config = hec_config(sim, ack=True, ack_poll_interval="100ms", ack_timeout="2s")
+        with structlog.testing.capture_logs() as logs:
+            async with rig(sim, journal, config) as r:
+                health = await r.sink.health()
+                assert not health.ok and health.detail.startswith("ack misconfigured")
+                assert "set ack: false" in health.detail and "no indexer acknowledgement endpoint" in health.detail
+                sent = await r.send(events(5))
+                await wait_until(lambda: r.delivery._attempts >= 5, "several attempts were held")
+                assert r.delivery.status.state == "holding" and "set ack: false" in r.delivery.status.detail
+                assert event_posts(sim) == []  # nothing was sent before /ack was proven
+                assert sim.indexed == [] and r.cursor == 0 and await r.dead() == []
+                while_holding = list(logs)
+                # The operator fixes the receiver: acknowledgement on, for this token.
+                sim.ack_endpoint = True
+                sim.add_token(TOKEN, ack=True)
+                await r.settled()
+                assert (await r.sink.health()).ok
+                assert await r.dead() == []
+    assert sim.ids() == ids_of(sent)  # every event once
+    (line,) = hold_lines(while_holding)  # one line for the problem, not one per attempt
+    assert line["log_level"] == "error" and "holding" in line["event"] and "set ack: false" in line["reason"]
+    assert "sink delivering again" in [e["event"] for e in logs if e["log_level"] == "info"]
+    assert hold_lines(logs) == hold_lines(while_holding)  # and nothing more to warn about once fixed
+
+
+async def test_ack_without_an_ack_endpoint_then_a_restart_with_ack_false_delivers_everything_once(
+    journal: Journal,
+) -> None:
+    """ack: true on Fluent Bit's Splunk input holds; restarted with ack: false, each held event arrives once."""
+    async with HecSim(tokens=(TOKEN,), ack_endpoint=False) as sim:
+        sim.no_endpoint_reply = FLUENT_BIT_NO_ENDPOINT
+        config = hec_config(sim, ack=True, ack_poll_interval="100ms", ack_timeout="2s")
+        async with rig(sim, journal, config) as r:
+            sent = await r.send(events(7))
+            await wait_until(lambda: r.delivery._attempts >= 3, "several attempts were held")
+            assert r.delivery.status.state == "holding" and "HTTP 400 on /services/collector/ack" in (
+                r.delivery.status.detail
+            )
+            assert sim.indexed == [] and r.cursor == 0 and await r.dead() == []
+        async with rig(sim, journal, hec_config(sim)) as r:  # the operator sets ack: false and restarts
+            assert (await r.sink.health()).ok
+            await r.settled()
+            assert await r.dead() == []
+    assert sim.ids() == ids_of(sent)
+
+
+async def test_an_ack_endpoint_that_vanishes_while_acks_are_pending_holds_with_one_line(
+    sim: HecSim, journal: Journal
+) -> None:
+    """/ack gone while batches await their acks: one line, the batches wait, and after the fix none is lost."""
+    sim.ack_delay = 60.0  # indexed, not confirmed before /ack disappears
+    with structlog.testing.capture_logs() as logs:
+        async with rig(sim, journal, ack_config(sim, ack_timeout="60s")) as r:
+            sent = await r.send(events(6))
+            await wait_until(lambda: r.sink.pending_acks >= 1 and len(sim.indexed) == 6, "acks are pending")
+            sim.ack_endpoint = False  # a proxy in front of HEC now hides /ack
+            await wait_until(lambda: r.delivery.status.state == "holding", "the sink holds (long before ack_timeout)")
+            await wait_until(lambda: r.delivery._attempts >= 3, "several attempts were held")
+            assert "set ack: false" in r.delivery.status.detail and r.cursor == 0 and await r.dead() == []
+            while_holding = list(logs)
+            sim.ack_delay = 0.0
+            sim.ack_endpoint = True
+            await r.settled()
+            assert await r.dead() == []
+    # Indexed before /ack vanished and sent again once it was back: a duplicate with the same ids, never a loss.
+    assert Counter(sim.ids()) == Counter({e.id: 2 for e in sent})
+    (line,) = hold_lines(while_holding)
+    assert "holding" in line["event"] and "set ack: false" in line["reason"]
+
+
+async def test_ack_on_a_receiver_that_answers_ack_with_a_plain_200_holds_instead_of_waiting(journal: Journal) -> None:
+    """/ack answering 200 without §4's acks object (a lenient receiver) holds saying set ack: false; no event sent."""
+    async with HecSim(tokens=(TOKEN,), ack_endpoint=False) as sim:
+        sim.no_endpoint_reply = (200, "OK")  # takes any POST, confirms nothing
+        config = hec_config(sim, ack=True, ack_poll_interval="100ms", ack_timeout="2s")
+        with structlog.testing.capture_logs() as logs:
+            async with rig(sim, journal, config) as r:
+                health = await r.sink.health()
+                assert not health.ok and health.detail.startswith("ack misconfigured")
+                assert "without the acks object" in health.detail and "set ack: false" in health.detail
+                sent = await r.send(events(4))
+                await wait_until(lambda: r.delivery._attempts >= 4, "several attempts were held")
+                assert r.delivery.status.state == "holding" and "set ack: false" in r.delivery.status.detail
+                assert event_posts(sim) == [] and r.cursor == 0 and await r.dead() == []
+        (line,) = hold_lines(logs)
+        assert "holding" in line["event"]
+        async with rig(sim, journal, hec_config(sim)) as r:  # restarted with ack: false
+            await r.settled()
+    assert sim.ids() == ids_of(sent)
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -711,6 +827,7 @@ async def test_metrics_partial_acceptance_maps_back_to_the_right_record(sim: Hec
 
 
 async def test_health_distinguishes_ok_bad_token_unhealthy_and_unreachable(sim: HecSim) -> None:
+
     async def check(config: SplunkHecSinkConfig) -> str:
         sink = SplunkHecSink(config)
         await sink.start()
@@ -729,6 +846,36 @@ async def test_health_distinguishes_ok_bad_token_unhealthy_and_unreachable(sim: 
     detail = await check(hec_config(sim))
     assert detail.startswith("unhealthy") and "queues are full" in detail
     assert (await check(hec_config(f"http://127.0.0.1:{free_port()}"))).startswith("unreachable")
+
+
+async def test_health_on_a_receiver_without_health_checks_the_token_by_an_empty_post(journal: Journal) -> None:
+    """No /health (some proxies): health is ok when the token probe passes, bad token or wrong URL otherwise."""
+    async with HecSim(tokens=(TOKEN,), health_endpoint=False) as sim:
+        sim.no_endpoint_reply = FLUENT_BIT_NO_ENDPOINT  # a plain 400, which is not a token problem either
+
+        async def check(config: SplunkHecSinkConfig) -> tuple[bool, str]:
+            sink = SplunkHecSink(config)
+            await sink.start()
+            try:
+                health = await sink.health()
+                return health.ok, health.detail
+            finally:
+                await sink.close()
+
+        ok, detail = await check(hec_config(sim))
+        assert ok and detail.startswith("HEC at") and "no /health endpoint (HTTP 400)" in detail
+        ok, detail = await check(hec_config(sim, token="not-a-token"))
+        assert not ok and detail.startswith("bad token") and "not known to HEC" in detail
+        ok, detail = await check(hec_config(sim.url + "/wrong"))
+        assert not ok and detail.startswith("unexpected answer") and "HEC port" in detail
+        sim.outage = True
+        ok, detail = await check(hec_config(sim))
+        assert not ok and detail.startswith("unhealthy")
+        sim.outage = False
+        async with rig(sim, journal, hec_config(sim)) as r:  # and events flow
+            sent = await r.send(events(3))
+            await r.settled()
+    assert sim.ids() == ids_of(sent)
 
 
 # ------------------------------------------------------------------------------------------------ TLS
@@ -889,6 +1036,36 @@ async def test_an_unreadable_token_file_holds(sim: HecSim, journal: Journal, tmp
     assert sim.ids() == ids_of(sent)
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"sim-hec-token\nsecond line\n", "line breaks"), (b"\xff\xfesim-hec-token", "not UTF-8 text")],
+    ids=["two-lines", "not-utf8"],
+)
+async def test_a_token_file_that_is_no_token_holds_and_health_says_why(
+    sim: HecSim, journal: Journal, tmp_path: Path, content: bytes, problem: str
+) -> None:
+    """A token file rotated to two lines or binary bytes: health and the hold say why, no crash; fixed, it delivers."""
+    token_file = tmp_path / "tok"
+    token_file.write_text(TOKEN)
+    (tmp_path / "c.yaml").write_text(
+        f"state_dir: .\nsinks:\n  - name: splunk\n    type: splunk_hec\n    url: {sim.url}\n    token_file: tok\n"
+        "    batch: {max_wait: 0s}\n    retry: {initial: 10ms, max: 100ms}\n"
+    )
+    config = load_config(tmp_path / "c.yaml").sinks[0]
+    assert isinstance(config, SplunkHecSinkConfig)
+    token_file.write_bytes(content)  # replaced after the config was loaded
+    async with rig(sim, journal, config) as r:
+        health = await r.sink.health()
+        assert not health.ok and health.detail.startswith("bad token") and problem in health.detail
+        sent = await r.send(events(3))
+        await wait_until(lambda: r.delivery._attempts >= 3, "several attempts were held")
+        assert r.delivery.status.state == "holding" and problem in r.delivery.status.detail
+        assert sim.requests == [] and r.cursor == 0  # nothing went out with a broken header
+        token_file.write_text(TOKEN + "\n")
+        await r.settled()
+    assert sim.ids() == ids_of(sent)
+
+
 def test_a_retry_outcome_never_carries_the_token() -> None:
     """No outcome reason (what the logs and /healthz show) ever carries the token."""
     config = hec_config("http://127.0.0.1:9", token="tok-visible?")
@@ -897,3 +1074,118 @@ def test_a_retry_outcome_never_carries_the_token() -> None:
         outcome = classify(Reply(status, raw), body.owners, body.parts, config)
         assert isinstance(outcome, Hold | Retry) and "tok-visible" not in outcome.reason
     assert gzip.decompress(body.data).startswith(b'{"time":')
+
+
+# ------------------------------------------------------------------------------------------------ lifecycle
+
+
+async def test_a_closed_sink_refuses_to_send_or_start_again(sim: HecSim) -> None:
+    """send() or start() after close() raise RuntimeError instead of quietly opening a new session."""
+    sink = SplunkHecSink(hec_config(sim, ack=True, token=ACK_TOKEN))
+    record = Record(1, "ev-closed", event().to_json())
+    async with sink:
+        assert isinstance(await sink.send([record]), Delivered)
+    with pytest.raises(RuntimeError, match=r"send\(\) after close\(\)"):
+        await sink.send([record])
+    with pytest.raises(RuntimeError, match=r"send\(\) after close\(\)"):
+        await sink.send([])  # even with nothing to send
+    with pytest.raises(RuntimeError, match=r"start\(\) after close\(\)"):
+        await sink.start()
+    assert sink._session is None and sink.acks._task is None  # nothing was reopened
+    await sink.close()  # a second close is harmless
+    assert len(event_posts(sim)) == 1
+
+
+# ----------------------------------------------------------------------------------------- the token is never shown
+
+ECHOED = "echo-me-5b1e0c77"
+
+
+@contextlib.asynccontextmanager
+async def echoing_receiver(replies: dict[str, tuple[int, int, dict[str, Any]]]) -> AsyncIterator[str]:
+    """A misbehaving HEC stand-in (say, a debugging proxy) that puts the request's Authorization into its texts.
+
+    ``replies`` maps a path to (HTTP status, HEC code, extra keys); it is read at each request, so a test can
+    change it as it goes.
+    """
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        status, code, extra = replies.get(request.path, (404, 0, {}))
+        text = f"{CODE_TEXT.get(code, 'error')} (you sent {request.headers.get('Authorization')})"
+        return web.json_response({"text": text, "code": code, **extra}, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+CODE_TEXT = {
+    0: "Success",
+    5: "No data",
+    6: "Invalid data format",
+    9: "Server is busy",
+    17: "HEC is healthy",
+    24: "near capacity",
+}
+
+
+async def test_a_receiver_echoing_the_token_never_gets_it_into_reasons_dead_letters_or_logs(journal: Journal) -> None:
+    """Whatever a receiver puts in its texts, the token never reaches /healthz, a dead letter or a log line."""
+    replies: dict[str, tuple[int, int, dict[str, Any]]] = {
+        "/services/collector/health": (200, 17, {}),
+        "/services/collector/event": (400, 5, {}),  # "No data" to the health check's empty post
+        "/services/collector/ack": (503, 9, {}),
+    }
+    async with echoing_receiver(replies) as url:
+        with structlog.testing.capture_logs() as logs:
+            ack_sink = SplunkHecSink(hec_config(url, token=ECHOED, ack=True))
+            async with ack_sink:
+                health = await ack_sink.health()
+            assert not health.ok and "Server is busy" in health.detail and ECHOED not in health.detail
+            assert "Splunk ********" in health.detail  # the text came through, the token blanked
+            replies["/services/collector/event"] = (503, 9, {})
+            async with rig(None, journal, hec_config(url, token=ECHOED)) as r:
+                await r.send(events(2))
+                await wait_until(lambda: r.delivery.status.state == "retrying", "the sink retries")
+                assert "Server is busy" in r.delivery.status.detail and ECHOED not in r.delivery.status.detail
+                replies["/services/collector/event"] = (400, 6, {"invalid-event-number": 0})
+                await r.settled()
+                dead = await r.dead()
+                assert len(dead) == 2 and all("Invalid data format" in d.reason for d in dead)
+                assert all(ECHOED not in d.reason for d in dead)
+                replies["/services/collector/event"] = (200, 24, {})
+                await r.send(events(1))
+                await r.settled()
+    warned = [e for e in logs if "near capacity" in e["event"]]
+    assert len(warned) == 1 and "Splunk ********" in warned[0]["reply"]
+    assert ECHOED not in repr(logs)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://x:{t}@splunk.example:8088",
+        "https://:{t}@splunk.example:8088/services/collector",
+        "https://h:8088?token={t}",
+    ],
+    ids=["basic-userinfo", "token-as-password", "query-string"],
+)
+def test_a_url_holding_the_token_is_refused_without_repeating_it(tmp_path: Path, url: str) -> None:
+    """A url with user:token@ or ?token= is a config error that says to use token/token_file, never showing it."""
+    secret = "s3cret-in-url-0042"
+    (tmp_path / "c.yaml").write_text(
+        f"state_dir: .\nsinks:\n  - name: splunk\n    type: splunk_hec\n    url: {url.format(t=secret)}\n"
+        "    token: t0ken\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "c.yaml")
+    assert "token or token_file" in str(info.value) and secret not in str(info.value)
+    assert hec_config("https://splunk.example:8088/hec/prefix").url == "https://splunk.example:8088/hec/prefix"
