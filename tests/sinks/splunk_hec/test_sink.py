@@ -179,6 +179,7 @@ def free_port() -> int:
 
 
 async def test_envelope_carries_the_contract_event_and_default_metadata(sim: HecSim, journal: Journal) -> None:
+    """Splunk gets each event unchanged, with its time, host=hub, source, sourcetype, index and indexed fields."""
     sent = [event(), event(device_id=None, kind="hub", attribute="systemStart", value="started", unit=None)]
     async with rig(sim, journal, hec_config(sim, index="smarthome")) as r:
         await r.send(sent)
@@ -212,6 +213,7 @@ async def test_envelope_carries_the_contract_event_and_default_metadata(sim: Hec
 
 
 async def test_envelope_without_index_lands_in_the_tokens_default(sim: HecSim, journal: Journal) -> None:
+    """Without index in the config, events land in the token's default index (main)."""
     async with rig(sim, journal, hec_config(sim)) as r:
         await r.send(events(1))
         await r.settled()
@@ -219,6 +221,7 @@ async def test_envelope_without_index_lands_in_the_tokens_default(sim: HecSim, j
 
 
 async def test_envelope_overrides(sim: HecSim, journal: Journal) -> None:
+    """host, source, sourcetype, index and the indexed-field list set in the config are what Splunk receives."""
     config = hec_config(
         sim,
         host="bridge-1",
@@ -244,6 +247,7 @@ async def test_envelope_overrides(sim: HecSim, journal: Journal) -> None:
 
 
 async def test_an_empty_fields_list_sends_no_indexed_fields(sim: HecSim, journal: Journal) -> None:
+    """fields: [] sends no indexed fields at all."""
     async with rig(sim, journal, hec_config(sim, fields=[])) as r:
         await r.send(events(2))
         await r.settled()
@@ -255,6 +259,7 @@ async def test_an_empty_fields_list_sends_no_indexed_fields(sim: HecSim, journal
 
 @pytest.mark.parametrize("gzip_on", [True, False])
 async def test_gzip_is_on_by_default_and_can_be_turned_off(sim: HecSim, journal: Journal, gzip_on: bool) -> None:
+    """Requests are gzipped on the wire by default; gzip: false sends them plain; either way all arrive."""
     config = hec_config(sim) if gzip_on else hec_config(sim, gzip=False)
     async with rig(sim, journal, config) as r:
         await r.send(events(50))
@@ -271,6 +276,7 @@ async def test_gzip_is_on_by_default_and_can_be_turned_off(sim: HecSim, journal:
 
 
 async def test_batches_by_count_and_by_bytes(sim: HecSim, journal: Journal) -> None:
+    """Requests hold at most batch.max_events events and batch.max_bytes of event JSON."""
     async with rig(sim, journal, hec_config(sim)) as r:
         await r.send(events(1200))
         await r.settled()
@@ -289,6 +295,7 @@ async def test_batches_by_count_and_by_bytes(sim: HecSim, journal: Journal) -> N
 
 
 async def test_max_wait_gathers_a_trickle_into_one_request(sim: HecSim, journal: Journal) -> None:
+    """Events trickling in within batch.max_wait go out together in one request."""
     async with rig(sim, journal, hec_config(sim, batch={"max_wait": "500ms"})) as r:
         for _ in range(5):
             await r.send(events(2))
@@ -303,6 +310,7 @@ async def test_max_wait_gathers_a_trickle_into_one_request(sim: HecSim, journal:
 async def test_partial_acceptance_dead_letters_the_bad_event_and_never_duplicates_the_prefix(
     sim: HecSim, journal: Journal
 ) -> None:
+    """Bad events are dead-lettered with HEC's reason; the good ones around them arrive exactly once, in order."""
     sim.reject_event_if = lambda env: "bad" if env["event"]["device"] in ("bad-1", "bad-2") else None
     sent = [*events(3), event(device="bad-1"), *events(4), event(device="bad-2"), *events(3)]
     async with rig(sim, journal, hec_config(sim)) as r:
@@ -321,6 +329,7 @@ async def test_partial_acceptance_dead_letters_the_bad_event_and_never_duplicate
 async def test_a_400_without_an_event_number_is_split_until_the_bad_event_is_alone(
     sim: HecSim, journal: Journal
 ) -> None:
+    """A 400 that does not say which event is bad splits the batch: only that event is dead-lettered."""
     # HEC's 400 code 6 without its invalid-event-number: 10 -> 5 -> 2 -> 1 requests refused.
     sim.fail_next(4, 400, 6)
     sent = events(10)
@@ -334,6 +343,7 @@ async def test_a_400_without_an_event_number_is_split_until_the_bad_event_is_alo
 
 
 async def test_an_index_the_token_may_not_use_holds_instead_of_dead_lettering(sim: HecSim, journal: Journal) -> None:
+    """An index the token may not use holds (nothing dead-lettered) and delivers once the index is allowed."""
     sim.allowed_indexes = frozenset({"main"})
     async with rig(sim, journal, hec_config(sim, index="forbidden")) as r:
         sent = await r.send(events(5))
@@ -346,6 +356,7 @@ async def test_an_index_the_token_may_not_use_holds_instead_of_dead_lettering(si
 
 
 async def test_a_wrong_url_path_holds(sim: HecSim, journal: Journal) -> None:
+    """A url whose path is not HEC's holds with a hint about the port; nothing is dead-lettered."""
     async with rig(sim, journal, hec_config(sim.url + "/proxy")) as r:
         await r.send(events(3))
         await wait_until(lambda: r.delivery.status.state == "holding", "the sink holds")
@@ -363,6 +374,7 @@ async def test_a_wrong_url_path_holds(sim: HecSim, journal: Journal) -> None:
 async def test_a_refused_token_holds_logs_once_and_loses_nothing(
     sim: HecSim, journal: Journal, break_token: str, text: str
 ) -> None:
+    """A revoked or disabled token holds, logs one error line, and delivers everything once the token works."""
     getattr(sim, break_token)(TOKEN)
     with structlog.testing.capture_logs() as logs:
         async with rig(sim, journal, hec_config(sim)) as r:
@@ -395,6 +407,7 @@ async def test_a_refused_token_holds_logs_once_and_loses_nothing(
 async def test_transient_failures_are_retried_until_delivered_once(
     sim: HecSim, journal: Journal, fault: Callable[[HecSim], None]
 ) -> None:
+    """5xx, 429 and dropped connections are retried until every event has arrived, none twice."""
     fault(sim)
     async with rig(sim, journal, hec_config(sim)) as r:
         sent = await r.send(events(40))
@@ -405,6 +418,7 @@ async def test_transient_failures_are_retried_until_delivered_once(
 
 
 async def test_an_ambiguous_failure_is_resent_with_the_same_ids(sim: HecSim, journal: Journal) -> None:
+    """A reply lost after HEC indexed the batch resends it: a duplicate with the same ids, never a loss."""
     # §5.5: indexed, then the connection dropped before the reply. Resending may duplicate, never lose;
     # the duplicates carry the same id (DESIGN 4), so searches can dedup on it.
     sim.drop_after_body = 1
@@ -416,6 +430,7 @@ async def test_an_ambiguous_failure_is_resent_with_the_same_ids(sim: HecSim, jou
 
 
 async def test_a_partial_busy_reply_resends_only_the_rest(sim: HecSim, journal: Journal) -> None:
+    """A busy reply that took the first events resends only the rest: each event arrives once."""
     # §3.1: {"text":"Server is busy","code":9,"invalid-event-number":3}: the first 3 are in Splunk.
     sim.fail_next(1, 503, invalid_event_number=3)
     async with rig(sim, journal, hec_config(sim)) as r:
@@ -427,6 +442,7 @@ async def test_a_partial_busy_reply_resends_only_the_rest(sim: HecSim, journal: 
 
 
 async def test_hec_unreachable_at_start_then_up(journal: Journal) -> None:
+    """HEC down at start: health says unreachable, delivery retries, and everything arrives once it is up."""
     port = free_port()
     async with rig(None, journal, hec_config(f"http://127.0.0.1:{port}")) as r:
         health = await r.sink.health()
@@ -444,6 +460,7 @@ async def test_hec_unreachable_at_start_then_up(journal: Journal) -> None:
 
 
 async def test_retry_after_is_honoured(sim: HecSim, journal: Journal) -> None:
+    """HEC's Retry-After delays the next attempt; without it the short backoff applies again."""
     async with rig(sim, journal, hec_config(sim, max_in_flight=1)) as r:  # one request at a time: exact timing
         sim.fail_next(1, 503, retry_after=1)
         t0 = time.monotonic()
@@ -461,6 +478,7 @@ async def test_retry_after_is_honoured(sim: HecSim, journal: Journal) -> None:
 
 
 async def test_retry_after_is_honoured_when_pipelining(sim: HecSim, journal: Journal) -> None:
+    """Retry-After is honoured with two requests in flight too: no request goes out early."""
     async with rig(sim, journal, hec_config(sim)) as r:
         sim.fail_next(1, 503, retry_after=2)
         t0 = time.monotonic()
@@ -472,6 +490,7 @@ async def test_retry_after_is_honoured_when_pipelining(sim: HecSim, journal: Jou
 
 
 def test_retry_after_forms() -> None:
+    """Retry-After is read as seconds or an HTTP date; nonsense is ignored, a negative value means now."""
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after(" 1.5 ") == 1.5
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
@@ -481,6 +500,7 @@ def test_retry_after_forms() -> None:
 
 
 async def test_413_splits_the_batch_and_dead_letters_only_an_event_too_large_alone(journal: Journal) -> None:
+    """413 halves the batch until only an event too large on its own is dead-lettered; the rest arrive."""
     async with HecSim(tokens=(TOKEN,), max_content_length=3000) as sim:
         config = hec_config(sim, gzip=False)  # uncompressed, so the size is predictable
         async with rig(sim, journal, config) as r:
@@ -537,6 +557,7 @@ async def test_an_outage_under_steady_load_delivers_everything_once(sim: HecSim,
 async def test_a_rotated_token_file_is_used_without_restart_or_loss(
     sim: HecSim, journal: Journal, tmp_path: Path, order: str
 ) -> None:
+    """A token file replaced on disk is used at once, whichever side rotates first; nothing is lost or doubled."""
     token_file = tmp_path / "hec-token"
     token_file.write_text("token-A\n")
     cfg_file = tmp_path / "hubbridge.yaml"
@@ -599,6 +620,7 @@ def ack_config(sim: HecSim, **kw: Any) -> SplunkHecSinkConfig:
 
 
 async def test_the_cursor_waits_for_the_indexer_ack(sim: HecSim, journal: Journal) -> None:
+    """With ack: true the cursor moves only once Splunk confirms indexing, on one GUID channel."""
     sim.ack_delay = 0.6
     async with rig(sim, journal, ack_config(sim)) as r:
         sent = await r.send(events(10))
@@ -618,6 +640,7 @@ async def test_the_cursor_waits_for_the_indexer_ack(sim: HecSim, journal: Journa
 
 
 async def test_batches_pipeline_while_acks_are_pending(sim: HecSim, journal: Journal) -> None:
+    """With ack: true later batches go out while earlier ones wait for their acks."""
     sim.ack_delay = 1.0
     async with rig(sim, journal, ack_config(sim, batch={"max_events": 2, "max_wait": "0s"})) as r:
         sent = await r.send(events(10))
@@ -630,6 +653,7 @@ async def test_batches_pipeline_while_acks_are_pending(sim: HecSim, journal: Jou
 
 
 async def test_a_lost_ack_is_resent_after_ack_timeout(sim: HecSim, journal: Journal) -> None:
+    """A batch whose ack never comes is resent after ack_timeout, not before, with one warning line."""
     sim.ack_never = True  # acks for what is indexed now never come (§4 item 6: "pending or lost")
     with structlog.testing.capture_logs() as logs:
         async with rig(sim, journal, ack_config(sim, ack_timeout="1s")) as r:
@@ -646,6 +670,7 @@ async def test_a_lost_ack_is_resent_after_ack_timeout(sim: HecSim, journal: Jour
 
 
 async def test_ack_on_a_token_without_ack_says_how_to_fix_it_and_holds(sim: HecSim, journal: Journal) -> None:
+    """ack: true on a token without useACK (code 14): health says how to fix it, one line, events wait."""
     config = hec_config(sim, ack=True, ack_poll_interval="100ms", ack_timeout="2s")  # TOKEN has no useACK
     with structlog.testing.capture_logs() as logs:
         async with rig(sim, journal, config) as r:
@@ -771,6 +796,7 @@ async def test_ack_on_a_receiver_that_answers_ack_with_a_plain_200_holds_instead
 
 
 async def test_metrics_also_sends_numeric_values_as_metric_events_too(sim: HecSim, journal: Journal) -> None:
+    """metrics: also sends numeric values as metric events into metrics_index, as well as the events."""
     config = hec_config(sim, index="home", metrics="also", metrics_index="home_metrics")
     temp = event(value=21.5, unit="°C", device="Hall sensor", room="Hall", device_id="7")
     switch = event(attribute="switch", value="on", unit=None)
@@ -794,6 +820,7 @@ async def test_metrics_also_sends_numeric_values_as_metric_events_too(sim: HecSi
 
 
 async def test_metrics_only_sends_numbers_as_metrics_and_the_rest_as_events(sim: HecSim, journal: Journal) -> None:
+    """metrics: only sends numeric values as metrics only, and non-numeric changes as events."""
     config = hec_config(sim, metrics="only", metrics_index="m")
     temp = event(value=19)
     switch = event(attribute="switch", value="off", unit=None, room=None)
@@ -807,6 +834,7 @@ async def test_metrics_only_sends_numbers_as_metrics_and_the_rest_as_events(sim:
 
 
 async def test_metrics_partial_acceptance_maps_back_to_the_right_record(sim: HecSim, journal: Journal) -> None:
+    """A refused metric envelope dead-letters its own record, saying its event was indexed."""
     # Two envelopes per numeric record: HEC's invalid-event-number counts envelopes, the journal records.
     sim.reject_event_if = lambda env: (
         "no" if env.get("event") == "metric" and env["fields"].get("device") == "X" else None
@@ -827,6 +855,7 @@ async def test_metrics_partial_acceptance_maps_back_to_the_right_record(sim: Hec
 
 
 async def test_health_distinguishes_ok_bad_token_unhealthy_and_unreachable(sim: HecSim) -> None:
+    """Health tells apart healthy, bad or disabled token, HEC unhealthy, and HEC unreachable."""
 
     async def check(config: SplunkHecSinkConfig) -> str:
         sink = SplunkHecSink(config)
@@ -882,6 +911,7 @@ async def test_health_on_a_receiver_without_health_checks_the_token_by_an_empty_
 
 
 def test_tls_verification_is_on_by_default() -> None:
+    """TLS certificates and host names are verified unless the config says otherwise."""
     config = hec_config("https://splunk.example:8088")
     assert config.tls.verify is True
     ctx = build_ssl_context(config.tls)
@@ -889,6 +919,7 @@ def test_tls_verification_is_on_by_default() -> None:
 
 
 async def test_verify_false_warns_loudly_at_start() -> None:
+    """tls.verify: false logs one loud warning when the sink starts."""
     config = hec_config("https://splunk.example:8088", tls={"verify": False})
     assert build_ssl_context(config.tls).verify_mode == ssl.CERT_NONE
     sink = SplunkHecSink(config)
@@ -956,6 +987,7 @@ async def tls_front(sim: HecSim, certs: dict[str, Path]) -> AsyncIterator[str]:
 async def test_tls_untrusted_certificate_holds_and_ca_file_fixes_it(
     sim: HecSim, journal: Journal, certs: dict[str, Path]
 ) -> None:
+    """An untrusted certificate holds with a ca_file hint; with tls.ca_file set, the held events arrive."""
     async with tls_front(sim, certs) as url:
         async with rig(sim, journal, hec_config(url)) as r:
             health = await r.sink.health()
@@ -973,6 +1005,7 @@ async def test_tls_untrusted_certificate_holds_and_ca_file_fixes_it(
 
 
 def test_config_requires_a_token_and_rejects_unknown_keys() -> None:
+    """A config without a token, with a misspelt key or an inconsistent option is refused with its reason."""
     with pytest.raises(ValidationError, match="token"):
         SplunkHecSinkConfig.model_validate({"name": "s", "type": "splunk_hec", "url": "https://h:8088"})
     with pytest.raises(ValidationError, match="extra"):
@@ -986,6 +1019,7 @@ def test_config_requires_a_token_and_rejects_unknown_keys() -> None:
 
 
 def test_config_defaults_and_url_forms() -> None:
+    """Defaults are as documented, and a pasted endpoint path is cut off the url."""
     c = hec_config("https://splunk.example:8088/services/collector/event/")
     assert c.url == "https://splunk.example:8088"  # the endpoint path a user pasted is cut off
     c = SplunkHecSinkConfig.model_validate({"name": "s", "type": "splunk_hec", "url": "https://h:8088", "token": "t"})
@@ -1001,6 +1035,7 @@ def test_config_defaults_and_url_forms() -> None:
 
 
 def test_config_from_yaml_with_token_file_never_shows_the_token(tmp_path: Path) -> None:
+    """token_file is read from YAML, its value never shows in a repr, and unknown keys name their line."""
     (tmp_path / "tok").write_text("s3cret-hec-token\n")
     (tmp_path / "c.yaml").write_text(
         "state_dir: .\nsinks:\n  - name: splunk\n    type: splunk_hec\n    url: https://h:8088\n    token_file: tok\n"
@@ -1018,6 +1053,7 @@ def test_config_from_yaml_with_token_file_never_shows_the_token(tmp_path: Path) 
 
 
 async def test_an_unreadable_token_file_holds(sim: HecSim, journal: Journal, tmp_path: Path) -> None:
+    """A missing token file holds saying it cannot be read; once it is back, everything arrives."""
     token_file = tmp_path / "tok"
     token_file.write_text(TOKEN)
     (tmp_path / "c.yaml").write_text(
