@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.sim.hec import CODE_TABLE, HecSim
+from bridge.sim.hec import CODE_TABLE, FLUENT_BIT_NO_ENDPOINT, HecSim
 
 TOKEN = "sim-hec-token"
 ACK_TOKEN = "11111111-2222-3333-4444-555555555555"
@@ -737,3 +737,20 @@ async def test_without_health_endpoint_health_is_a_plain_404(client: aiohttp.Cli
         async with client.get(s.url + HEALTH) as resp:
             assert (resp.status, await resp.json()) == (200, hec(17))
         assert [r.status for r in s.requests] == [404, 404, 404, 200, 200]
+
+
+async def test_a_switched_off_endpoint_can_answer_like_fluent_bit(client: aiohttp.ClientSession) -> None:
+    """no_endpoint_reply=FLUENT_BIT_NO_ENDPOINT: a missing /ack or /health is Fluent Bit's plain 400, not a 404."""
+    async with HecSim(ack_tokens=(ACK_TOKEN,), ack_endpoint=False, health_endpoint=False) as s:
+        s.no_endpoint_reply = FLUENT_BIT_NO_ENDPOINT
+        headers = {**ACK_AUTH, "X-Splunk-Request-Channel": CHANNEL}
+        status, body, resp = await post(client, s, b'{"acks":[0]}', headers=headers, path=ACK)
+        assert (status, body, resp.content_type) == (400, "error: invalid HTTP endpoint", "text/plain")
+        async with client.get(s.url + HEALTH + "/1.0", headers=AUTH) as resp:
+            assert (resp.status, await resp.text()) == (400, "error: invalid HTTP endpoint")
+        assert (await post(client, s, batch(env(1))))[:2] == (200, hec(0))  # events are unaffected
+        assert [(r.path, r.status, r.code) for r in s.requests] == [
+            (ACK, 400, None),
+            (HEALTH + "/1.0", 400, None),
+            (EVENT, 200, 0),
+        ]

@@ -17,8 +17,9 @@ What it implements (reference §7 is the checklist it follows):
   one are indexed, the reply carries its 0-based ``invalid-event-number`` (§2.1, §3.1);
 * the code table of §3.2 with its exact texts;
 * indexer acknowledgement per token: ackIds per channel from 0, ``/ack`` polling, true reported once
-  (§4); or none at all (``ack_endpoint=False``: ``/ack`` is a plain 404, as on Fluent Bit's Splunk input),
-  and optionally no health endpoint either (``health_endpoint=False``);
+  (§4); or none at all (``ack_endpoint=False``: ``/ack`` is a plain 404, or with ``no_endpoint_reply =
+  FLUENT_BIT_NO_ENDPOINT`` Fluent Bit's plain 400 "error: invalid HTTP endpoint"), and optionally no health
+  endpoint either (``health_endpoint=False``);
 * fault injection: busy/5xx replies with ``Retry-After``, outages, dropped connections before and after
   the body is read, slow responses, lost or late acks (§7 "Injectable faults").
 
@@ -34,8 +35,23 @@ checks, ``/raw``), ``acks`` (channels and acknowledgement), ``faults`` (injected
 from __future__ import annotations
 
 from bridge.sim.hec.cli import main
-from bridge.sim.hec.protocol import CODE_TABLE, DEFAULT_MAX_EVENT_SIZE, DEFAULT_TOKEN, HEALTH_STATES
+from bridge.sim.hec.protocol import (
+    CODE_TABLE,
+    DEFAULT_MAX_EVENT_SIZE,
+    DEFAULT_TOKEN,
+    FLUENT_BIT_NO_ENDPOINT,
+    HEALTH_STATES,
+)
 from bridge.sim.hec.records import RequestRecord
 from bridge.sim.hec.simulator import HecSim
 
-__all__ = ["CODE_TABLE", "DEFAULT_MAX_EVENT_SIZE", "DEFAULT_TOKEN", "HEALTH_STATES", "HecSim", "RequestRecord", "main"]
+__all__ = [
+    "CODE_TABLE",
+    "DEFAULT_MAX_EVENT_SIZE",
+    "DEFAULT_TOKEN",
+    "FLUENT_BIT_NO_ENDPOINT",
+    "HEALTH_STATES",
+    "HecSim",
+    "RequestRecord",
+    "main",
+]

@@ -30,7 +30,8 @@ class AckMixin(HecCore):
     def __init__(self, *, ack_endpoint: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         #: False: a HEC without indexer acknowledgement at all, like Fluent Bit's Splunk input or a HEC behind
-        #: some proxies. ``/services/collector/ack`` is then a 404 with a plain "Not Found" body, and event
+        #: some proxies. ``/services/collector/ack`` then answers ``no_endpoint_reply`` (a plain 404 "Not Found"
+        #: unless changed; Fluent Bit's is ``FLUENT_BIT_NO_ENDPOINT``), and event
         #: posts never get an ackId nor need a channel, whatever the token's ack setting (``/raw`` still needs
         #: one). Settable at any time; ackIds already issued are kept for when it is switched back on.
         self.ack_endpoint = ack_endpoint

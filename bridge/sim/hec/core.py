@@ -29,6 +29,10 @@ class HecCore:
         self.outage = False
         #: Seconds to wait, after processing, before answering any request.
         self.response_delay = 0.0
+        #: What a switched-off endpoint (``ack_endpoint`` or ``health_endpoint`` False) answers, as (HTTP status,
+        #: plain-text body). The default is a plain 404; ``FLUENT_BIT_NO_ENDPOINT`` is Fluent Bit's Splunk input
+        #: (§6.3: 400 "error: invalid HTTP endpoint"). Settable at any time.
+        self.no_endpoint_reply: tuple[int, str] = (404, "Not Found")
 
     # ------------------------------------------------------------------ tokens
 
@@ -115,8 +119,9 @@ class HecCore:
         return web.Response(status=http_status, body=body, content_type=JSON_CT, headers=headers)
 
     def _no_such_endpoint(self, request: web.Request) -> web.Response:
-        """A server without this endpoint: 404 with a plain "Not Found", no HEC body (recorded, code None)."""
-        return self._plain(self._record(request, self._channel_of(request)), 404, "Not Found")
+        """A server without this endpoint: ``no_endpoint_reply`` in plain text, no HEC body (recorded, code None)."""
+        status, text = self.no_endpoint_reply
+        return self._plain(self._record(request, self._channel_of(request)), status, text)
 
     @staticmethod
     def _plain(rec: RequestRecord, status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:

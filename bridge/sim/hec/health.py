@@ -19,7 +19,8 @@ class HealthMixin(HecCore):
     def __init__(self, *, health_endpoint: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         #: False: a HEC (or a proxy in front of one) without the health endpoint; ``/services/collector/health``
-        #: and ``/health/1.0`` answer 404 with a plain "Not Found" body. Settable at any time.
+        #: and ``/health/1.0`` answer ``no_endpoint_reply`` (a plain 404 "Not Found" unless changed). Settable at
+        #: any time.
         self.health_endpoint = health_endpoint
         self._health_status = "ok"
 

@@ -68,6 +68,10 @@ GUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
 
 JSON_CT: Final = "application/json"
 
+#: §6.3 [RUN]: what Fluent Bit's Splunk input answers on the endpoints it lacks (``POST /ack``, ``/health/1.0``),
+#: as (HTTP status, plain-text body); for ``HecSim.no_endpoint_reply``.
+FLUENT_BIT_NO_ENDPOINT: Final = (400, "error: invalid HTTP endpoint")
+
 
 def dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()

@@ -18,6 +18,9 @@ from bridge.backoff import RateLimitedLog
 
 log = structlog.get_logger("bridge.sinks.splunk_hec")
 
+# Poll failures that may pass (the ids can still be confirmed): logged, at most once per window each.
+POLL_PROBLEMS = ("token", "error")
+
 # (state, detail) of one /ack request: ("ok", acks object) or (problem, one line).
 AckRequest = Callable[[dict[str, str] | None, list[int]], Awaitable[tuple[str, "dict[str, Any] | str"]]]
 
@@ -74,8 +77,14 @@ class AckPoller:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Give up every pending ackId: the delivery loop resends those batches (after a restart, re-reads them).
+
+        A cancelled future is the "never mind" the delivery loop understands without logging a line of its own.
+        """
         for future in self._pending.values():
-            # Unconfirmed batches: the delivery loop resends them (or, after a restart, re-reads them).
             if not future.done():
                 future.cancel()
         self._pending.clear()
@@ -99,8 +108,15 @@ class AckPoller:
                     log.exception("ack poll failed", sink=self.sink)
                 continue
             if state == "ok" and isinstance(detail, dict):
+                for problem in POLL_PROBLEMS:
+                    self._rate_log.forget(("poll", problem))  # over: a recurrence is logged at once
                 self.resolve(detail)
+            elif state in ("missing", "disabled"):
+                # Ack was switched off on the token after it issued these ids, or /ack is gone (a proxy, another
+                # receiver): these ids can never be confirmed. Give them up now rather than after ack_timeout;
+                # the batches go out again, send() probes /ack and holds, and the delivery loop logs that once.
+                self.abandon()
             else:
-                # Ack was switched off on the token after it issued these ids (or the receiver went away): they
-                # are resent after ack_timeout, and send() holds until this is fixed.
+                # The token was refused or the receiver failed (5xx, network): the ids may still be confirmed once
+                # it is back, so they wait (up to ack_timeout); meanwhile one line per problem.
                 self._rate_log.warning(("poll", state), "cannot poll indexer acknowledgements", reason=str(detail))

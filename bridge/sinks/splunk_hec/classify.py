@@ -11,13 +11,17 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from bridge.http import parse_retry_after
+from bridge.events import shorten
+from bridge.http import parse_retry_after, redact
 from bridge.sinks.base import Hold, Outcome, Partial, Rejected, Retry, TooLarge
 from bridge.sinks.splunk_hec.config import SplunkHecSinkConfig
 
+# §1.1: where events go (the token probe of the health check posts there too).
+EVENT_PATH = "/services/collector/event"
 # §3.2: 400 codes that say nothing about the events but about how we talk to HEC (channel, ack, query-string
-# auth). Dead-lettering events for these would lose good data over a configuration problem, so they hold.
-CONFIG_CODES = frozenset({10, 11, 14, 16})
+# auth; and "No data", which for a batch that has events means its body did not arrive). Dead-lettering events
+# for these would lose good data over a configuration problem, so they hold.
+CONFIG_CODES = frozenset({5, 10, 11, 14, 16})
 # §3.2: 2xx codes that are successes with a warning ("approaching capacity").
 WARNING_CODES = frozenset({24, 25})
 # §3.2 / §1.2: which token problem each code means.
@@ -31,6 +35,14 @@ TOKEN_CODES = {
 }
 # §3.2 codes 18-20, the health endpoint's unhealthy states.
 UNHEALTHY = {18: "queues are full", 19: "ack service unavailable", 20: "queues are full, ack service unavailable"}
+# Statuses with which a server says it has no such endpoint (when the body is not HEC's JSON): a plain 404 or 405
+# from a proxy, 501, or Fluent Bit's 400 "error: invalid HTTP endpoint" (§6.3).
+NO_ENDPOINT = frozenset({400, 404, 405, 501})
+# §3.2 codes about an event post's body: a receiver that answers /ack with them treats /ack as an event post
+# (the OTel receiver routes every unknown path to its event handler, §6.2), so it has no acknowledgement.
+EVENT_BODY_CODES = frozenset({12, 13})
+# Server-given text (HEC's "text", a Location header) in a reason is cut to this: one readable line.
+SERVER_TEXT_LIMIT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +58,9 @@ class Reply:
         """HEC's reply object (§3.1) and its integer ``code``; ({}, None) when the body is not one."""
         try:
             obj = json.loads(self.body) if self.body else None
+            if isinstance(obj, str) and obj.startswith("{"):
+                # §6.2: the OTel receiver JSON-encodes its error bodies twice; the object is inside the string.
+                obj = json.loads(obj)
         except ValueError:
             obj = None
         if not isinstance(obj, dict):
@@ -62,6 +77,14 @@ class Accepted:
     warning: str | None
 
 
+def said(value: Any) -> str:
+    """Text a server sent, fit for a reason: one line, shortened, ``token=``-style query values blanked.
+
+    The sink also blanks its token in every reason (a misbehaving proxy could echo the Authorization header).
+    """
+    return redact(shorten(str(value).replace("\r", " ").replace("\n", " "), SERVER_TEXT_LIMIT))
+
+
 def token_problem(code: int | None) -> str:
     return TOKEN_CODES.get(code, "the token was refused") if code is not None else "the token was refused"
 
@@ -73,10 +96,11 @@ def ack_hint(sink: str) -> str:
     )
 
 
-def ack_missing_hint(sink: str, status: int) -> str:
+def ack_missing_hint(sink: str, status: int, answer: str = "") -> str:
+    answer = answer or f"HTTP {status} on /services/collector/ack"
     return (
-        f"this receiver has no indexer acknowledgement endpoint (HTTP {status} on /services/collector/ack; Fluent "
-        f"Bit's Splunk input and some proxies have none): set ack: false for sink {sink!r}"
+        f"this receiver has no indexer acknowledgement endpoint ({answer}; Fluent Bit's Splunk input and some "
+        f"proxies have none): set ack: false for sink {sink!r}"
     )
 
 
@@ -88,7 +112,7 @@ def classify(reply: Reply, owners: list[int], parts: list[int], config: SplunkHe
     """
     obj, code = reply.parsed()
     status = reply.status
-    text = obj.get("text")
+    text = said(obj["text"]) if obj.get("text") is not None else None
     what = f"HTTP {status}" + (f", code {code} {text!r}" if code is not None else "")
 
     if 200 <= status < 300:
@@ -122,8 +146,15 @@ def classify(reply: Reply, owners: list[int], parts: list[int], config: SplunkHe
         if n is not None and owners[n] > 0:
             return Partial(owners[n], reason, delay)
         return Retry(reason, delay)
+    if status == 400 and code is None:
+        # Not HEC's reply (§3.1 always has a code): a proxy or another server refused the request itself, e.g.
+        # nginx's "plain HTTP request was sent to HTTPS port". Splitting would dead-letter every event over it.
+        return Hold(
+            f"HTTP 400 without HEC's reply body from {config.url}: something other than HEC refused the request "
+            "(a proxy, or http:// to an https port?); check url"
+        )
     if status == 400 and code not in CONFIG_CODES:
-        reason = f"HEC rejected the event: {text or 'HTTP 400'} (code {code})"
+        reason = f"HEC rejected the event: {text or 'no text'} (code {code})"
         if n is None:
             # Something in the batch, HEC did not say what: the delivery loop splits to find it.
             return Rejected(reason)
@@ -136,39 +167,61 @@ def classify(reply: Reply, owners: list[int], parts: list[int], config: SplunkHe
     if status == 415:
         hint = "; the server does not take gzip, set gzip: false"
     elif 300 <= status < 400:
-        hint = f"; the server redirects to {reply.location}, put that in url"
+        hint = f"; the server redirects to {said(reply.location)}, put that in url"
     elif status in (404, 405):
         hint = f"; is {config.url} the HEC port (usually 8088)?"
     elif code == 14:
         hint = "; " + ack_hint(config.name)
+    elif code == 5:
+        hint = "; the batch had events, so something between the bridge and HEC dropped the request body"
+    elif code in (10, 11):
+        hint = "; the sink sends a GUID channel on every request, so something in between drops or alters it"
+    elif code == 16:
+        hint = "; the token must not be in the url's query string, give it as token or token_file"
     return Hold(f"HEC cannot take events from this sink as configured ({what}){hint}")
 
 
-AckState = Literal["ok", "disabled", "missing", "token", "error"]
+AckState = Literal["ok", "disabled", "missing", "token", "moved", "error"]
 
 
 def classify_ack(reply: Reply, sink: str) -> tuple[AckState, dict[str, Any] | str]:
-    """A reply to ``POST /ack`` (§4 items 4-7): ("ok", the acks object) or (a problem, one line about it)."""
+    """A reply to ``POST /ack`` (§4 items 4-7): ("ok", the acks object) or (a problem, one line about it).
+
+    "disabled" (code 14) and "missing" (no usable /ack on this receiver) are configuration problems: the sink holds
+    and says to set ``ack: false``. "token" (refused token) and "moved" (a redirect) hold too; "error" (busy,
+    5xx, anything else) is retried.
+    """
     obj, code = reply.parsed()
     status = reply.status
-    if status == 200 and isinstance(obj.get("acks"), dict):
-        acks: dict[str, Any] = obj["acks"]
+    acks = obj.get("acks")
+    if status == 200 and isinstance(acks, dict) and all(type(v) is bool for v in acks.values()):
         return "ok", acks
     if code == 14:  # §4 item 7
         return "disabled", ack_hint(sink)
     if status in (401, 403) or code in TOKEN_CODES:
         return "token", f"HEC refused the token on /ack (HTTP {status}, code {code}): {token_problem(code)}"
-    if code is None and status in (400, 404, 405, 501):
-        # Not HEC's JSON at all: this receiver has no /ack (Fluent Bit answers 400 "invalid HTTP endpoint").
+    if 200 <= status < 300:
+        # A 2xx that is not §4's {"acks":{"<id>":true|false}}: a lenient receiver that takes any POST (or one that
+        # routes /ack to its event handler). It will never confirm anything, so waiting for it would be for ever.
+        shape = f"HTTP {status} on /services/collector/ack without the acks object of indexer acknowledgement"
+        return "missing", ack_missing_hint(sink, status, shape)
+    if (code is None and status in NO_ENDPOINT) or code in EVENT_BODY_CODES or status in (404, 405, 501):
+        # Not HEC's /ack at all: this receiver has no /ack (Fluent Bit answers 400 "invalid HTTP endpoint").
         return "missing", ack_missing_hint(sink, status)
-    return "error", f"HEC /ack answered HTTP {status}" + (f", code {code} {obj.get('text')!r}" if code else "")
+    if 300 <= status < 400:
+        return "moved", f"the server redirects /ack (HTTP {status}) to {said(reply.location)}, put that in url"
+    return "error", f"HEC /ack answered HTTP {status}" + (f", code {code} {said(obj.get('text'))!r}" if code else "")
 
 
 def classify_health(reply: Reply, url: str) -> tuple[bool, str]:
-    """A reply to ``GET /health`` (§1.1): whether HEC can take events, and one line saying why not."""
+    """A reply to ``GET /health`` (§1.1): whether HEC can take events, and one line saying why not.
+
+    A receiver without /health (a plain 404/405/501, or Fluent Bit's plain 400 on paths it lacks) is not a
+    problem in itself: the answer is (True, "no /health endpoint ..."), and the token probe decides.
+    """
     _, code = reply.parsed()
     status = reply.status
-    if status in (401, 403) or code in TOKEN_CODES or (status == 400 and code is None):
+    if status in (401, 403) or code in TOKEN_CODES:
         return (
             False,
             f"bad token: {url} answered HTTP {status} code {code}: {token_problem(code)}; fix token/token_file",
@@ -176,14 +229,28 @@ def classify_health(reply: Reply, url: str) -> tuple[bool, str]:
     if status == 503 or code in UNHEALTHY:
         state = UNHEALTHY.get(code, "service unavailable") if code is not None else "service unavailable"
         return False, f"unhealthy: HEC at {url} is up but {state} (HTTP {status}, code {code})"
-    if status != 200:
-        return False, f"unexpected answer from {url}: HTTP {status} (is this the HEC port?)"
-    return True, ""
+    if 200 <= status < 300:
+        return True, ""
+    if code is None and status in NO_ENDPOINT:
+        return True, f"no /health endpoint (HTTP {status})"
+    return False, f"unexpected answer from {url}: HTTP {status} on /health (is this the HEC port?)"
 
 
 def classify_token_probe(reply: Reply, url: str) -> tuple[bool, str]:
-    """A reply to an empty ``POST /event`` (§3.2 code 5 "No data", the probe hass-splunk uses): is the token good?"""
+    """A reply to an empty ``POST /event`` (§3.2 code 5 "No data", the probe hass-splunk uses): is the token good?
+
+    HEC checks the token before the body, so any 400 (code 5, or another complaint about the empty body) or 2xx
+    means it took the token. Anything else says what is wrong instead: the token, a busy HEC, or a URL that does
+    not lead to HEC's event endpoint (which a receiver without /health leaves to this probe to find).
+    """
     _, code = reply.parsed()
-    if reply.status in (401, 403) or code in TOKEN_CODES:
-        return False, f"bad token: {url} refused it (HTTP {reply.status}, code {code}): {token_problem(code)}"
-    return True, ""
+    status = reply.status
+    if status in (401, 403) or code in TOKEN_CODES:
+        return False, f"bad token: {url} refused it (HTTP {status}, code {code}): {token_problem(code)}"
+    if status == 400 or 200 <= status < 300:
+        return True, ""
+    if status in (408, 429) or status >= 500:
+        return False, f"unhealthy: HEC at {url} is up but busy or failing (HTTP {status}, code {code})"
+    if 300 <= status < 400:
+        return False, f"unexpected answer from {url}: it redirects to {said(reply.location)}, put that in url"
+    return False, f"unexpected answer from {url}: HTTP {status} on {EVENT_PATH} (is this the HEC port?)"

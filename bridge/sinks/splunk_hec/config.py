@@ -54,7 +54,21 @@ class SplunkHecSinkConfig(SinkConfigBase):
     @field_validator("url")
     @classmethod
     def _base_url(cls, v: str) -> str:
-        return re.sub(r"/services/collector(/.*)?$", "", v)
+        base = re.sub(r"/services/collector(/.*)?$", "", v)
+        # The URL goes into log lines, /healthz and outcome reasons, so it must not hold a credential (§1.2's
+        # https://:token@host form, or ?token=); and the sink appends paths, which a query string would swallow.
+        # The messages never repeat the URL: what is in it may be the token.
+        if "@" in base.split("://", 1)[-1].split("/", 1)[0]:
+            raise ValueError(
+                "the url holds user:password@ credentials; give the HEC token as token or token_file instead, "
+                "and the url as https://host:8088"
+            )
+        if "?" in base or "#" in base:
+            raise ValueError(
+                "the url has a query string or fragment; give the HEC base URL only (https://host:8088), and the "
+                "token as token or token_file"
+            )
+        return base
 
     @field_validator("fields")
     @classmethod

@@ -12,6 +12,7 @@ put into a log line, an outcome reason or an exception text.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from bridge.options import Secret
 from bridge.sinks.base import Delivered, DeliveryOptions, Health, Hold, Outcome, Retry, Sink
 from bridge.sinks.splunk_hec.acks import AckPoller
 from bridge.sinks.splunk_hec.classify import (
+    EVENT_PATH,
     Accepted,
     Reply,
     classify,
@@ -40,7 +42,6 @@ from bridge.sinks.splunk_hec.encoder import Encoder
 
 log = structlog.get_logger("bridge.sinks.splunk_hec")
 
-EVENT_PATH = "/services/collector/event"
 ACK_PATH = "/services/collector/ack"
 HEALTH_PATH = "/services/collector/health"
 # The health check answers /healthz, so it must be quick even when the request timeout is long.
@@ -70,6 +71,8 @@ class SplunkHecSink(Sink):
         self.config: SplunkHecSinkConfig = config
         assert config.token is not None  # the config model requires it
         self._token: Secret = config.token
+        # Every token value this sink has sent (a rotated file changes it): blanked in every text it gives out.
+        self._sent_tokens: set[str] = set()
         base = config.url
         self.event_url = base + EVENT_PATH
         self.ack_url = base + ACK_PATH
@@ -145,8 +148,15 @@ class SplunkHecSink(Sink):
             token = self._token.get()
         except OSError as exc:
             return f"cannot read the token file {self._token.path}: {exc.strerror or exc}"
+        except UnicodeDecodeError:
+            return f"the token file {self._token.path} is not UTF-8 text"
         if not token:
             return f"the token file {self._token.path} is empty"
+        if any(c.isspace() or not c.isprintable() for c in token):
+            # aiohttp refuses such a header (ValueError, not a ClientError); HEC tokens are one word (a GUID).
+            where = f"the token file {self._token.path}" if self._token.path else "the token in the config"
+            return f"{where} holds spaces, line breaks or control characters; a HEC token is one word"
+        self._sent_tokens.add(token)
         return {
             "Authorization": f"Splunk {token}",
             "X-Splunk-Request-Channel": self.channel,
@@ -171,10 +181,24 @@ class SplunkHecSink(Sink):
             problem = transport_problem(exc, self.config.url, timeout.total)
             return ("tls:" if is_tls_problem(exc) else "") + problem
 
+    def _scrub(self, text: str) -> str:
+        """``text`` with every token this sink sent blanked: a server or proxy may echo the Authorization header."""
+        for token in self._sent_tokens:
+            if token in text:
+                text = text.replace(token, "********")
+        return text
+
     # ------------------------------------------------------------------ sending
 
     async def send(self, batch: Sequence[Record]) -> Outcome:
         self._check_open()
+        outcome = await self._send(batch)
+        if isinstance(outcome, Delivered):
+            return outcome
+        scrubbed = self._scrub(outcome.reason)
+        return outcome if scrubbed == outcome.reason else dataclasses.replace(outcome, reason=scrubbed)
+
+    async def _send(self, batch: Sequence[Record]) -> Outcome:
         if not batch:
             return Delivered()
         if self._session is None:
@@ -201,7 +225,9 @@ class SplunkHecSink(Sink):
             return outcome
         if outcome.warning is not None:
             self._rate_log.warning(
-                "near-capacity", "HEC accepted the batch but warns it is near capacity", reply=outcome.warning
+                "near-capacity",
+                "HEC accepted the batch but warns it is near capacity",
+                reply=self._scrub(outcome.warning),
             )
         if not self.config.ack:
             return Delivered()
@@ -242,7 +268,7 @@ class SplunkHecSink(Sink):
         state, detail = classify_ack(reply, self.name)
         if state in ("ok", "disabled", "missing"):
             self.acks.state = state
-        return state, detail
+        return state, detail if isinstance(detail, dict) else self._scrub(detail)
 
     # ------------------------------------------------------------------ health (at start and /healthz)
 
@@ -250,9 +276,14 @@ class SplunkHecSink(Sink):
         """Prove what sending needs, as one line: the endpoint, the token and (with ``ack: true``) the ack endpoint.
 
         The detail starts with what is wrong: "bad token", "unhealthy" (HEC up, queues full), "unreachable" (no
-        connection, or TLS), "ack misconfigured" (code 14, or no /ack at all). The runtime logs it once at start
-        and /healthz shows it; this method itself does not log, so /healthz polls stay quiet.
+        connection, or TLS), "unexpected answer" (not HEC's endpoints at that URL), "ack misconfigured" (code 14,
+        or no /ack at all). A receiver without /health is checked by the token probe alone. The runtime logs the
+        detail once at start and /healthz shows it; this method itself does not log, so /healthz polls stay quiet.
         """
+        health = await self._health()
+        return Health(health.ok, self._scrub(health.detail))
+
+    async def _health(self) -> Health:
         url = self.config.url
         headers = self._headers()
         if isinstance(headers, str):
@@ -260,10 +291,11 @@ class SplunkHecSink(Sink):
         reply = await self._request("GET", self.health_url, headers, None, self._health_timeout)
         if isinstance(reply, str):
             return Health(False, f"unreachable: {reply.removeprefix('tls:')}")
-        ok, why = classify_health(reply, url)
+        ok, note = classify_health(reply, url)
         if not ok:
-            return Health(False, why)
-        # /health does not check the token everywhere; an empty /event request does (code 5 "No data").
+            return Health(False, note)
+        # /health does not check the token everywhere (and some receivers have none); an empty /event request
+        # does (code 5 "No data"), and proves the event endpoint is there.
         probe = await self._request("POST", self.event_url, headers, b"", self._health_timeout)
         if isinstance(probe, str):
             return Health(False, f"unreachable: {probe.removeprefix('tls:')}")
@@ -272,8 +304,14 @@ class SplunkHecSink(Sink):
             return Health(False, why)
         if self.config.ack:
             state, detail = await self._ack_request(headers, [])
+            assert isinstance(detail, str) or state == "ok"
             if state in ("disabled", "missing"):
                 return Health(False, f"ack misconfigured: {detail}")
+            if state == "token":
+                return Health(False, f"bad token: {detail}")
+            if state == "moved":
+                return Health(False, f"unexpected answer from {url}: {detail}")
             if state != "ok":
                 return Health(False, f"ack unknown: {detail}")
-        return Health(True, f"HEC at {url} is healthy" + (" (indexer acknowledgement on)" if self.config.ack else ""))
+        detail = f"HEC at {url} is healthy" + (" (indexer acknowledgement on)" if self.config.ack else "")
+        return Health(True, detail + (f"; {note}, token checked with an empty event post" if note else ""))
