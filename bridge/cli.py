@@ -20,7 +20,8 @@ import structlog
 
 from bridge import __version__
 from bridge.config import BridgeConfig, load_config
-from bridge.errors import BridgeError, ConfigError, StateDirLocked
+from bridge.errors import BridgeError, ConfigError, StateDirError, StateDirLocked
+from bridge.journal.lock import unusable_state_dir
 from bridge.logs import setup_logging
 
 EXIT_OK = 0
@@ -121,15 +122,31 @@ async def serve(cfg: BridgeConfig, stop: asyncio.Event | None = None) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
-def _journal_path(path: str) -> tuple[BridgeConfig, Path]:
+def _journal_path(path: str, nothing: str) -> tuple[BridgeConfig, Path | None]:
+    """The config and its journal's path; None (and a line saying why) when there is no journal yet."""
     cfg = load_config(path)
-    return cfg, cfg.state_dir / "journal.sqlite3"
+    state = cfg.state_dir
+    db = state / "journal.sqlite3"
+    try:
+        if not state.exists():
+            print(
+                f"state_dir {state} does not exist: the bridge has not run with this config yet; {nothing}",
+                file=sys.stderr,
+            )
+            return cfg, None
+        if not state.is_dir():
+            raise StateDirError(f"state_dir {state} is a file, not a directory; point state_dir at a directory")
+        if not db.exists():
+            print(f"no journal at {db}: the bridge has not run with this state_dir yet; {nothing}", file=sys.stderr)
+            return cfg, None
+    except OSError as exc:
+        raise unusable_state_dir(state, exc) from None
+    return cfg, db
 
 
 def _dead_letters(path: str, sink: str | None, as_json: bool, limit: int) -> int:
-    _, db = _journal_path(path)
-    if not db.exists():
-        print(f"no journal at {db}; nothing was dead-lettered", file=sys.stderr)
+    _, db = _journal_path(path, "nothing was dead-lettered")
+    if db is None:
         return EXIT_OK
 
     async def _list() -> int:
@@ -162,12 +179,12 @@ def _dead_letters(path: str, sink: str | None, as_json: bool, limit: int) -> int
 
 
 def _drop_sink(path: str, sink: str) -> int:
-    cfg, db = _journal_path(path)
+    cfg = load_config(path)
     if any(s.name == sink for s in cfg.sinks):
         print(f"hubbridge: sink {sink!r} is still in {path}; remove it from the config first", file=sys.stderr)
         return EXIT_CONFIG
-    if not db.exists():
-        print(f"no journal at {db}; nothing to drop", file=sys.stderr)
+    _, db = _journal_path(path, "nothing to drop")
+    if db is None:
         return EXIT_OK
 
     async def _drop() -> int:

@@ -37,6 +37,10 @@ log = structlog.get_logger("bridge.runtime")
 DRAIN_DEADLINE = 10.0
 # Restarts within this window count as a crash loop (shown on /healthz).
 CRASH_WINDOW = 600.0
+# The wait before a crashed component is replaced: capped exponential with jitter, never below the floor.
+RESTART_INITIAL = 1.0
+RESTART_MAX = 60.0
+RESTART_FLOOR = 0.5
 
 
 @dataclass(slots=True)
@@ -51,7 +55,7 @@ class _Crashes:
 
 async def supervise(name: str, run_once: Callable[[], Awaitable[None]], status: HubStatus | SinkStatus) -> None:
     """Run fresh components until one returns: a component that crashes is logged and replaced after a backoff."""
-    backoff = Backoff(1.0, 60.0, floor=0.5)
+    backoff = Backoff(RESTART_INITIAL, RESTART_MAX, floor=RESTART_FLOOR)
     crashes = _Crashes()
     rate_log = RateLimitedLog(log, window=300.0)
     while True:
@@ -59,14 +63,19 @@ async def supervise(name: str, run_once: Callable[[], Awaitable[None]], status: 
         try:
             await run_once()
             return
-        except BridgeError as exc:
-            # Foreseeable (the journal cannot write, a file cannot be opened...): one line, no traceback.
-            why = shorten(str(exc), 300)
-            rate_log.error((name, type(exc).__name__), "component failed; restarting it", component=name, error=why)
         except Exception as exc:
-            if rate_log.allow((name, "crash")) is not None:
-                log.exception("component crashed; restarting it", component=name)
-            why = f"{type(exc).__name__}: {shorten(str(exc), 200)}"
+            # A component's own TaskGroup wraps what failed in it: look at the leaves.
+            leaves = _leaves(exc)
+            if all(isinstance(e, BridgeError) for e in leaves):
+                # Foreseeable (the journal cannot write, a file cannot be opened...): one line, no traceback.
+                why = "; ".join(dict.fromkeys(shorten(str(e), 300) for e in leaves))
+                kinds = tuple(sorted({type(e).__name__ for e in leaves}))
+                rate_log.error((name, kinds), "component failed; restarting it", component=name, error=why)
+            else:
+                if rate_log.allow((name, "crash")) is not None:
+                    log.exception("component crashed; restarting it", component=name)
+                bug = next(e for e in leaves if not isinstance(e, BridgeError))
+                why = f"{type(bug).__name__}: {shorten(str(bug), 200)}"
         if time.monotonic() - started > 60:
             backoff.reset()
         recent = crashes.note()
@@ -74,6 +83,13 @@ async def supervise(name: str, run_once: Callable[[], Awaitable[None]], status: 
         status.state = "restarting"
         status.detail = f"{why} ({recent} restart(s) in the last {CRASH_WINDOW / 60:g} min)"
         await asyncio.sleep(backoff.next())
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups, or ``exc`` itself."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for e in exc.exceptions for leaf in _leaves(e)]
+    return [exc]
 
 
 class HubSlot:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from bridge.backoff import RateLimitedLog
 from bridge.errors import ListenError
@@ -29,23 +32,66 @@ MAX_BODY = 256 * 1024
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# What a client's bytes can make go wrong in a handler: answered 400 with one line, never a traceback. A broken
+# gzip or chunked body, a client gone mid-body, a body that is not the text or JSON it claims to be.
+CLIENT_ERRORS: tuple[type[BaseException], ...] = (
+    HttpProcessingError,
+    RequestPayloadError,
+    ConnectionResetError,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+)
+
+# Where aiohttp's messages start echoing the client's bytes (b'...', bytearray(b'...'), '...'): cut there, so no
+# line carries what a client sent (a request line can carry a webhook secret, quoted so no redaction finds it).
+_STATUS = re.compile(r"^\d{3}, message:\s*")
+_ECHO = re.compile(r"""\s*(?::\s*)?(?:bytearray\(|b['"]|['"]|<).*""", re.DOTALL)
+
+
+def describe(exc: BaseException | None, fallback: str = "error") -> str:
+    """A short, single-line description of what was wrong with a request, with none of the client's bytes."""
+    if exc is None:
+        return fallback
+    text = str(exc.message if isinstance(exc, HttpProcessingError) else exc)
+    text = _STATUS.sub("", text.strip()).split("\n", 1)[0]  # "400, message:\n  what" -> "what"
+    text = _ECHO.sub("", text).rstrip(" :.,")
+    return shorten(text, 120) or type(exc).__name__
+
+
 class _RequestLog:
-    """What aiohttp's request handler would log with a traceback, as one rate-limited line instead."""
+    """aiohttp's request-handler logger: what it would log with a traceback becomes one rate-limited line.
 
-    def __init__(self) -> None:
-        self._rate = RateLimitedLog(log, window=60.0)
+    aiohttp logs a malformed request (negative Content-Length, oversized headers, NUL in the path, a broken gzip
+    body...) with ``exception()``, and a request line that is not HTTP at all (TLS to a plain port, a scanner) with
+    ``debug()``; both become the same short line, at most one per kind of problem per minute, with the peer.
+    """
 
-    def exception(self, msg: str, *args: Any, exc_info: Any = None, **_: Any) -> None:
+    def __init__(self, rate: RateLimitedLog) -> None:
+        self._rate = rate  # shared with the middleware: one line per kind of problem, whoever notices it
+
+    def _rejected(self, msg: str, args: tuple[Any, ...], exc_info: Any) -> None:
         exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
         what = type(exc).__name__ if exc is not None else "error"
-        self._rate.warning(
-            ("http", what),
-            "rejected a malformed request",
-            error=shorten(f"{what}: {exc}" if exc is not None else msg % args, 200),
-        )
+        fields: dict[str, Any] = {"problem": what, "error": describe(exc, fallback=shorten(msg, 80))}
+        if "from %s" in msg and args:
+            fields["peer"] = str(args[0])
+        self._rate.warning(("http", what), "rejected a malformed request", **fields)
 
-    def debug(self, *args: Any, **kwargs: Any) -> None:
+    def exception(self, msg: str, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        self._rejected(msg, args, exc_info)
+
+    def error(self, msg: str, *args: Any, exc_info: Any = None, **_: Any) -> None:
+        self._rejected(msg, args, exc_info)
+
+    def debug(self, msg: str = "", *args: Any, exc_info: Any = None, **_: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):  # not HTTP at all: aiohttp only says so at debug level
+            self._rejected(msg, args, exc_info)
+
+    def info(self, *args: Any, **kwargs: Any) -> None:
         pass
+
+    def warning(self, msg: str, *args: Any, **_: Any) -> None:
+        self._rate.warning(("http", "warning"), "HTTP listener warning", detail=shorten(msg, 120))
 
     def isEnabledFor(self, level: int) -> bool:
         return False
@@ -69,7 +115,7 @@ class Server:
         # No access log: the POST-URL path carries the webhook secret. A short shutdown timeout: on stop, a POST in
         # flight gets a few seconds to commit, not a minute (set on the runner: aiohttp deprecates it on sites).
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0, logger=_RequestLog()
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=5.0, logger=_RequestLog(self._rate)
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -94,15 +140,32 @@ class Server:
             return await handler(request)
         except web.HTTPException:
             raise
+        except CLIENT_ERRORS as exc:
+            # What the client sent is broken (a gzip body that is not gzip...): its fault, one line, 400.
+            self._rate.warning(
+                ("http", type(exc).__name__),
+                "rejected a malformed request",
+                problem=type(exc).__name__,
+                error=describe(exc),
+                path=_route_of(request),
+                peer=request.remote,
+            )
+            return web.Response(status=400, text="bad request")
         except Exception as exc:
-            # A bug in a handler: logged (once a minute at most, with its traceback), answered 500.
+            # A bug in a handler: logged (once a minute at most, with its traceback, so it can be fixed), 500.
             if self._rate.allow(("handler", type(exc).__name__)) is not None:
-                log.exception("request handler failed", path=shorten(request.path, 80))
+                log.exception("request handler failed", path=_route_of(request))
             return web.Response(status=500, text="internal error")
 
     async def _healthz(self, request: web.Request) -> web.Response:
         ok, body = self.health()
         return web.json_response(body, status=200 if ok else 503, dumps=lambda o: json.dumps(o, indent=1))
+
+
+def _route_of(request: web.Request) -> str:
+    """The route a request matched, as declared (``/hubitat/home/{secret}``): its path may carry a secret."""
+    info = request.match_info.route.resource
+    return shorten(info.canonical if info is not None else "(no route)", 80)
 
 
 def _listen_problem(host: str, port: int, exc: OSError) -> str:

@@ -17,28 +17,66 @@ from bridge.errors import StateDirError, StateDirLocked
 LOCK_NAME = "hubbridge.lock"
 
 
+# The files the bridge keeps in state_dir: each must be readable and writable by the user it runs as.
+_OWN_FILES = ("journal.sqlite3", "journal.sqlite3-wal", "journal.sqlite3-shm", "journal.sqlite3-journal", LOCK_NAME)
+
+
 def prepare_state_dir(path: Path) -> None:
-    """Create ``state_dir`` if needed and check that this user can write it; one clear line if not."""
-    if path.exists() and not path.is_dir():
+    """Create ``state_dir`` if needed and check that this user can use it; one clear line if not."""
+    try:
+        _prepare(path)
+    except OSError as exc:
+        raise unusable_state_dir(path, exc) from None
+
+
+def unusable_state_dir(path: Path, exc: OSError) -> StateDirError:
+    """The one line for an OS error the checks did not foresee, naming the directory this user may not enter."""
+    blocked = next((p for p in reversed(path.parents) if p.is_dir() and not os.access(p, os.X_OK)), None)
+    if blocked is not None:
+        return StateDirError(
+            f"cannot use state_dir {path}: this user (uid {os.getuid()}{_owner(blocked)}) may not enter {blocked} "
+            "(Permission denied); give the user hubbridge runs as access to it, or point state_dir elsewhere"
+        )
+    return StateDirError(
+        f"cannot use state_dir {path}: {exc.strerror or exc} ({exc.filename or path}); give the user hubbridge runs "
+        f"as (uid {os.getuid()}) access to it, or point state_dir elsewhere"
+    )
+
+
+def _prepare(path: Path) -> None:
+    if path.is_file():
         raise StateDirError(f"state_dir {path} is a file, not a directory; point state_dir at a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise StateDirError(f"state_dir {path} exists and is not a directory; point state_dir at a directory") from None
     except OSError as exc:
         raise StateDirError(
             f"cannot create state_dir {path}: {exc.strerror or exc}; create it and give the user hubbridge runs as "
-            "write access (systemd: StateDirectory=hubbridge)"
+            f"(uid {os.getuid()}) write access (systemd: StateDirectory=hubbridge)"
         ) from None
     if not os.access(path, os.W_OK | os.X_OK):
-        owner = _owner(path)
         raise StateDirError(
-            f"state_dir {path} is not writable by this user (uid {os.getuid()}{owner}); give it to the user hubbridge "
-            "runs as, or point state_dir elsewhere"
+            f"state_dir {path} is not writable by this user (uid {os.getuid()}{_owner(path)}); give it to the user "
+            "hubbridge runs as, or point state_dir elsewhere"
         )
-    for child in path.iterdir():
-        if child.name.startswith("journal.sqlite3") and child.is_file() and not os.access(child, os.R_OK | os.W_OK):
+    if not os.access(path, os.R_OK):
+        raise StateDirError(
+            f"state_dir {path}: this user (uid {os.getuid()}{_owner(path)}) cannot list it; give it to the user "
+            "hubbridge runs as (mode 700 is enough), or point state_dir elsewhere"
+        )
+    for name in _OWN_FILES:
+        child = path / name
+        if not (child.exists() or child.is_symlink()):
+            continue
+        if not child.is_file():
+            raise StateDirError(
+                f"{child} is not a regular file; move it out of the way (the bridge keeps its own files there)"
+            )
+        if not os.access(child, os.R_OK | os.W_OK):
             raise StateDirError(
                 f"{child} is not readable and writable by this user (uid {os.getuid()}{_owner(child)}); "
-                f"run hubbridge as its owner, or chown the files in {path}"
+                f"run hubbridge as its owner, or chown the files in {path} to uid {os.getuid()}"
             )
 
 
@@ -61,7 +99,10 @@ class StateDirLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise StateDirError(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
+            raise StateDirError(
+                f"cannot open the lock file {self.path}: {exc.strerror or exc}; it must be readable and writable by "
+                f"the user hubbridge runs as (uid {os.getuid()}{_owner(self.path)})"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -71,8 +112,12 @@ class StateDirLock:
                 f"another hubbridge (pid {holder}) is already using state_dir {self.path.parent}; stop it first, "
                 "or give each bridge its own state_dir"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # a full disk, say: the lock holds all the same, but say why the pid is missing
+            os.close(fd)
+            raise StateDirError(f"cannot write the lock file {self.path}: {exc.strerror or exc}") from None
         self._fd = fd
 
     def release(self) -> None:
