@@ -23,6 +23,10 @@ from bridge.options import HubConfigBase
 
 Stream = Callable[[], Coroutine[Any, Any, None]]
 
+# The first retry of anything that talks to a hub (a poll, a reconnect, a registration) waits at least this long:
+# a hub that fails fast must not be hammered. Read at use time (tests shorten it; the floor is a policy, not a knob).
+HUB_RETRY_FLOOR = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class Route:

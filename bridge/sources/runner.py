@@ -32,6 +32,7 @@ from bridge.errors import HubAuthError, HubError, JournalError, JournalFull
 from bridge.events import Event, Reading, SourceName, shorten
 from bridge.options import HubConfigBase
 from bridge.pipeline import Pipeline
+from bridge.sources import base
 from bridge.sources.base import Source
 
 log = structlog.get_logger("bridge.sources")
@@ -194,7 +195,8 @@ class HubRunner:
     async def _poll_loop(self) -> None:
         src = self.source
         assert src is not None
-        backoff = Backoff(1.0, src.backoff_max, floor=min(1.0, src.backoff_max))
+        floor = base.HUB_RETRY_FLOOR
+        backoff = Backoff(floor, src.backoff_max, floor=min(floor, src.backoff_max))
         # A small random start offset, so several bridges (or hubs) started together do not poll in step.
         delay = random.uniform(0, min(1.0, src.poll_interval / 10))
         first = True

@@ -23,6 +23,7 @@ import aiohttp
 from bridge.backoff import Backoff
 from bridge.events import shorten
 from bridge.http import transport_problem
+from bridge.sources import base
 from bridge.sources.base import HubContext
 from bridge.sources.hubitat.config import HubitatConfig
 from bridge.sources.hubitat.values import NotJson, raw_decode
@@ -173,7 +174,8 @@ class EventSocket:
         ) + "/eventsocket"
 
     async def run(self) -> None:
-        backoff = Backoff(1.0, min(60.0, self.cfg.backoff_max), floor=1.0)
+        floor = base.HUB_RETRY_FLOOR
+        backoff = Backoff(floor, min(60.0, self.cfg.backoff_max), floor=floor)
         down_since: float | None = None
         self.hub.stream_state("eventsocket", False, "connecting")
         while True:

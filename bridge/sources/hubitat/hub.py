@@ -23,6 +23,7 @@ from bridge.backoff import Backoff
 from bridge.errors import HubError, HubProtocolError, JournalError, JournalFull
 from bridge.events import Event, Reading, SourceName, shorten
 from bridge.http import ssl_context
+from bridge.sources import base
 from bridge.sources.base import HubContext, Route, Source, Stream
 from bridge.sources.hubitat.client import MakerApi
 from bridge.sources.hubitat.config import HubitatConfig
@@ -358,7 +359,8 @@ class HubitatSource(Source):
         # base64 secret) survive; the listener's route decodes it back.
         shown = f"{self.cfg.advertise_url}/hubitat/{self.cfg.name}/..."
         target = f"{self.cfg.advertise_url}/hubitat/{self.cfg.name}/{quote(self.cfg.webhook_secret.get(), safe='')}"
-        backoff = Backoff(2.0, self.cfg.backoff_max, floor=min(2.0, self.cfg.backoff_max))
+        floor = 2 * base.HUB_RETRY_FLOOR
+        backoff = Backoff(floor, self.cfg.backoff_max, floor=min(floor, self.cfg.backoff_max))
         while True:
             try:
                 # The error text names the target without the secret: it goes to the logs.

@@ -244,9 +244,10 @@ class Bridge:
 
 
 @pytest.fixture(autouse=True)
-def _back_to_back_reconciliations(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests ask for reconciliations back to back; the floor between them is tested in tests/sources."""
+def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests ask for reconciliations back to back and wait out retries; tests/sources proves both floors."""
     monkeypatch.setattr("bridge.sources.runner.MIN_RECONCILE_GAP", 0.0)
+    monkeypatch.setattr("bridge.sources.base.HUB_RETRY_FLOOR", 0.2)
 
 
 @pytest.fixture
@@ -1105,7 +1106,7 @@ async def test_unknown_devices_never_hold_back_known_ones(
     """Events of devices whose types are still being learned (a slow /devices/<id>) do not delay other devices."""
     b = await start_bridge(bridges, tmp_path, sim)
     await b.settled()
-    sim.detail_delay = 1.5
+    sim.detail_delay = 1.0
     for n in range(2):
         sim.inject_frame(
             f'{{"source":"DEVICE","name":"temperature","displayName":"New {n}","value":"2{n}.5","deviceId":{9000 + n},'
