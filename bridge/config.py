@@ -243,6 +243,9 @@ def _prepare(
             except OSError as exc:
                 problems.append((path, f"cannot read secret file {file}: {exc.strerror or exc}"))
                 continue
+            except UnicodeDecodeError:
+                problems.append((path, f"secret file {file} is not UTF-8 text"))
+                continue
             if not content:
                 problems.append((path, f"secret file {file} is empty"))
                 continue

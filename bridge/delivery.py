@@ -111,7 +111,7 @@ class Delivery:
 
     async def run(self) -> None:
         pos = self.journal.cursor(self.sink.name)
-        self.status.state = "ok"
+        self.status.state, self.status.detail = "ok", ""  # a fresh loop: what the last one died of is past
         async with asyncio.TaskGroup() as tg:
             while True:
                 await self._settle()

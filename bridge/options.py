@@ -104,7 +104,10 @@ class Secret:
         return self._path
 
     def get(self) -> str:
-        """The current value. For a file, re-read if it changed since the last call."""
+        """The current value. For a file, re-read if it changed since the last call.
+
+        Raises ``OSError`` (with a message saying what is wrong) when the file cannot be read as UTF-8 text.
+        """
         if self._value is not None:
             return self._value
         assert self._path is not None
@@ -112,7 +115,10 @@ class Secret:
         # A rotation by rename changes the inode even when size and mtime tick look the same.
         stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         if stamp != self._stamp or self._cache is None:
-            text = self._path.read_text(encoding="utf-8").strip()
+            try:
+                text = self._path.read_text(encoding="utf-8").strip()
+            except UnicodeDecodeError:
+                raise OSError(f"{self._path} is not UTF-8 text") from None
             self._cache, self._stamp = text, stamp
             if text:
                 KNOWN_SECRETS.add(text)
@@ -193,11 +199,23 @@ def readable_file(path: Path) -> Path:
     return path
 
 
+def ca_bundle(path: Path) -> Path:
+    """``path`` must be a PEM bundle OpenSSL can load: found by ``check``, not at the first TLS handshake."""
+    import ssl
+
+    readable_file(path)
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, ValueError) as exc:
+        raise ValueError(f"{path} is not a PEM certificate (bundle) OpenSSL can load: {exc}") from None
+    return path
+
+
 class TlsOptions(Model):
     """TLS for one HTTPS peer: certificates are verified by default, against the system CAs or ``ca_file``."""
 
     verify: bool = True
-    ca_file: Annotated[Path, AfterValidator(readable_file)] | None = None
+    ca_file: Annotated[Path, AfterValidator(ca_bundle)] | None = None
 
 
 class BatchOptions(Model):

@@ -7,7 +7,9 @@ Every error test asserts what an operator reading the one-line message needs: th
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -627,7 +629,7 @@ def test_a_pasted_maker_api_url_says_what_goes_where_without_the_token(tmp_path:
 
 
 def test_a_missing_ca_file_fails_check(tmp_path: Path) -> None:
-    """A tls.ca_file that does not exist fails `check` now, not the first connection hours later."""
+    """A tls.ca_file that does not exist, or is not a certificate, fails `check` now, not at the first handshake."""
     text = EXAMPLE.replace(
         "    poll_interval: 30s\n", "    poll_interval: 30s\n    tls:\n      ca_file: ./hub-ca.pem\n"
     )
@@ -635,8 +637,21 @@ def test_a_missing_ca_file_fails_check(tmp_path: Path) -> None:
     assert_points_at(
         load_error(path), path, line_of(text, "ca_file"), "hubs[0].tls.ca_file", "hub-ca.pem", "No such file"
     )
-    (tmp_path / "hub-ca.pem").write_text("-----BEGIN CERTIFICATE-----\n", encoding="utf-8")
+    (tmp_path / "hub-ca.pem").write_text("not a certificate\n", encoding="utf-8")
+    assert_points_at(load_error(path), path, line_of(text, "ca_file"), "hubs[0].tls.ca_file", "not a PEM certificate")
+    system = Path(ssl.get_default_verify_paths().cafile or "/etc/ssl/certs/ca-certificates.crt")
+    if not system.is_file():
+        pytest.skip("this machine has no system CA bundle to stand in for a private CA")
+    shutil.copy(system, tmp_path / "hub-ca.pem")
     assert load_config(path, env=ENV).hubs[0].tls.ca_file == (tmp_path / "hub-ca.pem").resolve()  # type: ignore[attr-defined]
+
+
+def test_an_unreadable_or_non_utf8_secret_file_is_a_config_error(tmp_path: Path) -> None:
+    """A token file that is not UTF-8 text is one clear config error, not a traceback."""
+    (tmp_path / "token").write_bytes(b"\xff\xfe\x00token")
+    text = EXAMPLE.replace("access_token: ${HUBITAT_TOKEN}", "access_token_file: token")
+    path = write(tmp_path, text)
+    assert_points_at(load_error(path), path, line_of(text, "access_token_file"), "hubs[0].access_token_file", "UTF-8")
 
 
 def test_a_config_that_is_not_utf8_is_one_clear_line(tmp_path: Path) -> None:

@@ -63,6 +63,16 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
 
 
+def check_version(db: sqlite3.Connection, path: str) -> None:
+    """Refuse a journal written by a newer release (its meaning of the tables may differ from ours)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise JournalError(
+            f"the journal {path} was written by a newer hubbridge (schema {version}, this one knows up to "
+            f"{SCHEMA_VERSION}); upgrade hubbridge again, or point state_dir elsewhere"
+        )
+
+
 def prepare(db: sqlite3.Connection, path: str) -> None:
     """Create the tables of a new journal, or migrate an older one to :data:`SCHEMA_VERSION`."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -75,11 +85,7 @@ def prepare(db: sqlite3.Connection, path: str) -> None:
         return
     if version == 0:
         version = 1
-    if version > SCHEMA_VERSION:
-        raise JournalError(
-            f"the journal {path} was written by a newer hubbridge (schema {version}, this one knows up to "
-            f"{SCHEMA_VERSION}); upgrade hubbridge again, or point state_dir elsewhere"
-        )
+    check_version(db, path)
     while version < SCHEMA_VERSION:
         log.info("upgrading the journal", path=path, from_schema=version, to_schema=version + 1)
         MIGRATIONS[version](db)

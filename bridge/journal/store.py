@@ -30,7 +30,7 @@ import structlog
 
 from bridge.diff import StateKey, StateRow
 from bridge.errors import JournalError, JournalFull
-from bridge.journal.schema import prepare
+from bridge.journal.schema import check_version, prepare
 
 log = structlog.get_logger("bridge.journal")
 
@@ -162,15 +162,23 @@ class Journal:
     def _open_sync(self) -> None:
         db: sqlite3.Connection | None = None
         try:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout=5000")
-            # Tables first: a new file must choose incremental vacuum before anything (WAL included) writes it.
-            prepare(db, str(self.path))
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
-            pages = max(16, self.wal_budget // 4096)
-            db.execute(f"PRAGMA wal_autocheckpoint={pages}")
-            db.execute(f"PRAGMA journal_size_limit={self.wal_budget}")
+            if self.inspect:
+                # Beside a running bridge: read only, never create, migrate or checkpoint anything.
+                db = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                )
+                db.execute("PRAGMA busy_timeout=5000")
+                check_version(db, str(self.path))
+            else:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA busy_timeout=5000")
+                # Tables first: a new file must choose incremental vacuum before anything (WAL included) writes it.
+                prepare(db, str(self.path))
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+                pages = max(16, self.wal_budget // 4096)
+                db.execute(f"PRAGMA wal_autocheckpoint={pages}")
+                db.execute(f"PRAGMA journal_size_limit={self.wal_budget}")
             self._page_size = db.execute("PRAGMA page_size").fetchone()[0]
             row = db.execute("SELECT value FROM meta WHERE key='install_id'").fetchone()
             if row is None:
@@ -188,6 +196,11 @@ class Journal:
         except sqlite3.Error as exc:
             if db is not None:
                 db.close()
+            if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+                raise JournalError(
+                    f"the journal {self.path} is not a SQLite database (damaged, or another file): move it aside "
+                    "to start a new journal; what it held cannot be read"
+                ) from None
             raise JournalError(
                 f"cannot open the journal {self.path}: {exc}; check that state_dir and the files in it belong to "
                 "the user hubbridge runs as and that the disk is not full"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import structlog
 
-from bridge.errors import JournalFull
+from bridge.errors import JournalError, JournalFull
 from bridge.journal import Journal, SinkSpec
 from bridge.pipeline import Pipeline
 from tests.helpers import BIG, all_records, running_journal, switch, temp
@@ -361,3 +361,28 @@ async def test_close_commits_what_is_queued_and_answers_every_caller(journal_pat
         assert all(isinstance(r, list) and len(r) == 1 for r in results), results
     async with running_journal(journal_path) as j:
         assert j.head == 50
+
+
+async def test_a_damaged_journal_file_says_so(tmp_path: Path) -> None:
+    """A journal file that is not a database at all gets one line saying to move it aside, not a wrong hint."""
+    path = tmp_path / "journal.sqlite3"
+    path.write_bytes(b"this is not a database, it is a text file someone copied over it\n" * 100)
+    journal = Journal(path)
+    with pytest.raises(JournalError, match=r"not a SQLite database .* move it aside"):
+        await journal.open()
+    await journal.close()
+
+
+async def test_inspecting_a_journal_changes_nothing_in_it(journal_path: Path) -> None:
+    """`spool` commands read a journal beside a running bridge without writing, migrating or checkpointing it."""
+    async with running_journal(journal_path) as j:
+        p = await Pipeline.open(j)
+        await j.register_sinks(["s"])
+        await p.ingest("home", "hubitat", [switch("1", "on")])
+        files = {f.name: f.read_bytes() for f in journal_path.parent.iterdir()}
+        reader = Journal(journal_path, inspect=True)
+        await reader.open()
+        assert (reader.head, reader.cursors) == (1, {"s": 0})
+        assert await reader.dead_letters() == []
+        await reader.close()
+        assert {f.name: f.read_bytes() for f in journal_path.parent.iterdir()} == files

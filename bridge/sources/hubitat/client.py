@@ -43,11 +43,17 @@ class MakerApi:
         """
         hub = self.cfg.name
         where = f"GET {shown or path}"
+        try:
+            token = self.cfg.access_token.get()
+        except OSError as exc:
+            raise HubAuthError(
+                hub, f"cannot read access_token_file {self.cfg.access_token.path}: {exc.strerror or exc}"
+            ) from None
         async with self.limit:
             try:
                 async with self.session.get(
                     f"{self.base}/{path}",
-                    params={"access_token": self.cfg.access_token.get()},
+                    params={"access_token": token},
                     timeout=self.timeout,
                     allow_redirects=False,
                 ) as resp:
