@@ -17,7 +17,7 @@ import aiohttp
 
 from bridge.options import TlsOptions
 
-_QUERY_SECRET = re.compile(r"(access_token|token|api_key|key|secret|password)=[^&\s'\"]*", re.IGNORECASE)
+_QUERY_SECRET = re.compile(r"(access_token|token|api_key|key|secret|password)=[^&\s'\",;)]*", re.IGNORECASE)
 # What OpenSSL says when the other side answered the TLS hello with something that is not TLS (plain HTTP).
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure", "packet length too long")
 

@@ -1290,3 +1290,23 @@ async def test_a_transient_journal_error_leaves_post_url_acknowledgements_workin
     await b.wait_written(device_id="1360", attribute="humidity", value=49)
     assert len(b.find(device_id="6", attribute="contact", value="closed")) == 1
     assert b.status.restarts == 0
+
+
+class MuteSocketSim(TrackingSim):
+    """A hub whose /eventsocket accepts the TCP connection and then never answers the upgrade."""
+
+    async def _handle_eventsocket(self, request: web.Request) -> web.StreamResponse:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_an_eventsocket_handshake_that_never_answers_times_out(tmp_path: Path, bridges: list[Bridge]) -> None:
+    """A hub that takes the connection but never completes the WebSocket upgrade costs request_timeout, not 300 s."""
+    async with MuteSocketSim(access_token=TOKEN) as mute:
+        b = await start_bridge(bridges, tmp_path, mute, request_timeout="1s")
+        await wait_until(
+            lambda: "within 1s" in b.status.streams.get("eventsocket", {}).get("detail", ""),
+            what="the handshake to time out",
+        )
+        await wait_until(lambda: mute.count("/eventsocket") >= 2, what="a second attempt")
+        await b.stop()
