@@ -63,6 +63,11 @@ def _cut_short(exc: json.JSONDecodeError, text: str) -> bool:
 class FrameParser:
     """Turns eventsocket messages into JSON objects; re-joins an object split across messages."""
 
+    # Malformed pieces reported per message; after that many the rest of the message is dropped in one problem.
+    # Each resync after garbage costs the JSON decoder a pass over the text up to that point (its error says the
+    # line and column), so a megabyte of "{" resynced at every brace took minutes and one snippet per brace.
+    max_problems = 16
+
     def __init__(self, max_pending: int = MAX_PENDING) -> None:
         self.max_pending = max_pending
         self._pending = ""
@@ -87,7 +92,8 @@ class FrameParser:
             pending, self._pending = self._pending, ""
             joined = Parsed()
             if self._scan(pending + message, joined, strict_first=True):
-                if not (self._pending and _stands_alone(message)):
+                # (Whitespace alone stands for nothing: it is part of the split object, as any other character.)
+                if not (self._pending and message.strip(" \t\r\n") and _stands_alone(message)):
                     out.frames, out.problems = joined.frames, joined.problems
                     return out
                 # Still incomplete, but the message is a whole object by itself: a new frame, not a continuation.
@@ -101,10 +107,14 @@ class FrameParser:
         """Parse ``text`` into ``out``; False only when ``strict_first`` and the first object is malformed."""
         pos, end = 0, len(text)
         first = True
+        bad = 0  # malformed pieces of this text so far
         while True:
             while pos < end and text[pos] in " \t\r\n":
                 pos += 1
             if pos >= end:
+                return True
+            if bad >= self.max_problems:
+                out.problems.append(f"dropped the rest after {bad} malformed pieces: {shorten(text[pos:], 60)}")
                 return True
             if text[pos] != "{":
                 # Not the start of an object (a stray quote, a number, an array): report it, resume at the next "{".
@@ -112,7 +122,7 @@ class FrameParser:
                 out.problems.append(shorten(text[pos : nxt if nxt >= 0 else end], 80))
                 if nxt < 0:
                     return True
-                pos, first = nxt, False
+                pos, first, bad = nxt, False, bad + 1
                 continue
             try:
                 obj, stop = raw_decode(text, pos)
@@ -133,7 +143,7 @@ class FrameParser:
                 out.problems.append(shorten(text[pos : nxt if nxt >= 0 else end], 80))
                 if nxt < 0:
                     return True
-                pos, first = nxt, False
+                pos, first, bad = nxt, False, bad + 1
                 continue
             out.frames.append(Frame(obj, text[pos:stop]))
             pos, first = stop, False

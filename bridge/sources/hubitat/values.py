@@ -36,7 +36,33 @@ def _constant(name: str) -> str:
     return name
 
 
-_DECODER = json.JSONDecoder(parse_constant=_constant)
+def _float(literal: str) -> float | str:
+    # A number too large for a float (1e400, 400 digits) would parse as Infinity: kept as its text, like the constants.
+    number = float(literal)
+    return number if math.isfinite(number) else literal
+
+
+def _int(literal: str) -> int | str:
+    # Python refuses to convert integers of more than 4300 digits (a ValueError that is no JSONDecodeError): kept as
+    # the text, too. Only the retry decoder has this hook, so ordinary integers stay on the C fast path.
+    try:
+        return int(literal)
+    except ValueError:
+        return literal
+
+
+_DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float)
+_LONG_INTS = json.JSONDecoder(parse_constant=_constant, parse_float=_float, parse_int=_int)
+
+
+def _decode(text: str, pos: int) -> tuple[Any, int]:
+    try:
+        return _DECODER.raw_decode(text, pos)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        # An integer over Python's digit limit (int() refuses it): decode again, keeping such integers as text.
+        return _LONG_INTS.raw_decode(text, pos)
 
 
 class NotJson(ValueError):
@@ -59,7 +85,12 @@ def clean(value: Any, depth: int = 0) -> Any:
 def loads(text: str) -> Any:
     """Parse hub JSON text. Raises :class:`NotJson` for anything that is not usable JSON (never RecursionError)."""
     try:
-        value = _DECODER.decode(text)
+        try:
+            value = _DECODER.decode(text)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer over Python's digit limit: see _int
+            value = _LONG_INTS.decode(text)
     except RecursionError:
         raise NotJson("nested too deeply") from None
     except ValueError as exc:
@@ -75,7 +106,7 @@ def raw_decode(text: str, pos: int) -> tuple[Any, int]:
     Raises ``json.JSONDecodeError`` when the text there is not (yet) JSON, :class:`NotJson` when it never will be.
     """
     try:
-        value, end = _DECODER.raw_decode(text, pos)
+        value, end = _decode(text, pos)
     except RecursionError:
         raise NotJson("nested too deeply") from None
     except json.JSONDecodeError:
