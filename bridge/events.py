@@ -41,8 +41,6 @@ FIELDS = (
 # event costs in memory, on disk and in every sink (HEC's default max event size is 1 MB).
 MAX_EVENT_BYTES = 256 * 1024
 MAX_DEPTH = 32
-# Text a sink or a log shows of a hub's string (a device id of 200 000 characters is not a device id).
-MAX_TEXT = 1024
 
 
 @dataclass(slots=True)

@@ -119,6 +119,8 @@ class TypeBook:
         failed, is asked again at most once per ``RELEARN_AFTER``, so an odd driver cannot make us fetch its detail
         on every poll. A failed fetch keeps the types already known.
         """
+        if not _DEVICE_ID.fullmatch(device_id):
+            return {}  # not a Maker API device id (the hub's are short numbers): nothing to ask the hub about
         async with self._lock:
             known = self._types.get(device_id)
             if not self.would_fetch(device_id, need):

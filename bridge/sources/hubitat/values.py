@@ -82,6 +82,22 @@ def clean(value: Any, depth: int = 0) -> Any:
     return value
 
 
+# Hub JSON is a few levels deep (a device, its attributes, a value). Deeper than this is refused when parsed, so no
+# later code (a log line's repr, an event's encoding) ever walks a structure near Python's recursion limit.
+MAX_PARSE_DEPTH = 64
+
+
+def _check_depth(value: Any) -> None:
+    """Raise NotJson if ``value`` nests deeper than MAX_PARSE_DEPTH (iteratively: no recursion of our own)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_PARSE_DEPTH:
+            raise NotJson(f"nested deeper than {MAX_PARSE_DEPTH} levels")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+
+
 def loads(text: str) -> Any:
     """Parse hub JSON text. Raises :class:`NotJson` for anything that is not usable JSON (never RecursionError)."""
     try:
@@ -95,6 +111,8 @@ def loads(text: str) -> Any:
         raise NotJson("nested too deeply") from None
     except ValueError as exc:
         raise NotJson(str(exc)) from None
+    if isinstance(value, dict | list):
+        _check_depth(value)
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         value = clean(value)
     return value
@@ -113,6 +131,9 @@ def raw_decode(text: str, pos: int) -> tuple[Any, int]:
         raise
     except ValueError as exc:  # e.g. an integer of 200 000 digits: over Python's int conversion limit
         raise NotJson(str(exc)) from None
+    # A frame is a flat object: only one with brackets inside is walked for its depth.
+    if text.count("[", pos, end) + text.count("{", pos, end) > 8:
+        _check_depth(value)
     # A plain substring test first: most frames have no \u escape at all.
     if text.find("\\u", pos, end) >= 0 and _SURROGATE_ESCAPE.search(text, pos, end):
         value = clean(value)
@@ -131,6 +152,12 @@ def text(value: Any) -> str | None:
     return value if value.__class__ is str else str(value)
 
 
+# What the hub writes for numbers: ASCII digits, an optional sign, fraction and exponent. Python's int() and float()
+# also take "1_000", full-width digits and "nan": none of those is a reading.
+_INT_TEXT = re.compile(r"[+-]?\d+\Z", re.ASCII)
+_FLOAT_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
+
+
 def _number(raw: Any) -> Any:
     if isinstance(raw, bool | int):
         return raw
@@ -138,14 +165,14 @@ def _number(raw: Any) -> Any:
         return raw if math.isfinite(raw) else str(raw)
     stripped = str(raw).strip()
     try:
-        return int(stripped)
-    except ValueError:
+        if _INT_TEXT.match(stripped):
+            return int(stripped)
+        if _FLOAT_TEXT.match(stripped):
+            number = float(stripped)
+            return number if math.isfinite(number) else stripped
+    except ValueError:  # more digits than Python converts
         pass
-    try:
-        number = float(stripped)
-    except ValueError:
-        return stripped
-    return number if math.isfinite(number) else stripped
+    return stripped
 
 
 def coerce(raw: Any, data_type: str | None) -> Any:

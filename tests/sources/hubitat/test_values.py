@@ -42,9 +42,11 @@ def test_values_are_typed_by_data_type_and_never_become_nan(raw: Any, data_type:
 
 
 def test_hub_json_is_parsed_whatever_it_holds() -> None:
-    """loads() refuses what is not JSON with NotJson (never RecursionError) and cleans lone surrogates."""
+    """loads() refuses what is not JSON with NotJson (never RecursionError), cleans lone surrogates, keeps numbers
+    too large for a float or an int as their text."""
     assert loads('{"v": "\\ud83d\\ude00", "w": "\\ud83d"}') == {"v": "😀", "w": "\ufffd"}
-    for bad in ("<html>", "[" * 100_000, '{"a":', "1" * 5000):
+    assert loads('{"big": ' + "1" * 5000 + ', "huge": 1e400}') == {"big": "1" * 5000, "huge": "1e400"}
+    for bad in ("<html>", "[" * 100_000, '{"a":'):
         with pytest.raises(NotJson):
             loads(bad)
 
