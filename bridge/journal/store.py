@@ -142,6 +142,7 @@ class Journal:
         self._last_trim = 0.0
         self._last_maintain = 0.0
         self._freed = 0  # bytes trimmed since the last upkeep
+        self._unmeasured = 0  # bytes committed since the files were last measured
         self._later: asyncio.TimerHandle | None = None  # a trim put off by the once-a-second limit
         self._trimming: asyncio.Future[None] | None = None
         self._closing = False
@@ -305,6 +306,7 @@ class Journal:
             log.info("journal has room again; sources resume", used_bytes=used, max_bytes=self.max_bytes)
 
     def _measure_sync(self) -> DiskUse:
+        self._unmeasured = 0
         # In use: the database's pages less its free list (what a VACUUM would leave). The WAL is not counted: it is
         # checkpointed back to wal_budget, which `limit` keeps free, so the files stay within max_bytes + one commit.
         db = self.db
@@ -440,6 +442,13 @@ class Journal:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise JournalError(f"journal commit failed ({self.path}): {exc}") from None
+        # Measuring costs a few syscalls: small commits add their bytes to the last measure (an overestimate, as
+        # pages are filled), and the files are measured again once that estimate moved by a sixteenth of the WAL
+        # budget. The bound stays conservative either way.
+        self._unmeasured += nbytes
+        if self._unmeasured < self.wal_budget // 16:
+            disk = self._disk
+            return len(rows), nbytes, DiskUse(disk.file_bytes + nbytes, disk.used_bytes + nbytes)
         return len(rows), nbytes, self._measure_sync()
 
     # ---------------------------------------------------------------- reading (sinks)

@@ -43,6 +43,9 @@ QUEUE_BYTES = 16 * 1024 * 1024
 INGEST_BATCH = 2000
 # How long a copy (eventsocket frame of an event a POST brought) waits for the original's commit.
 COPY_WAIT = 30.0
+# A caller waiting for its readings' commit (a POST-URL request) is told "not recorded" after this long while the
+# journal cannot take them; the readings stay queued and are recorded once it can.
+ANSWER_WITHIN = 30.0
 # Reconciliation polls asked for by streams or hub restarts are never closer together than this.
 MIN_RECONCILE_GAP = 5.0
 
@@ -78,6 +81,7 @@ class _Item(NamedTuple):
     size: int
     future: asyncio.Future[list[Event]] | None
     unless: asyncio.Future[None] | None
+    since: float  # loop time when queued
 
 
 def _succeeded(fut: asyncio.Future[Any] | None) -> bool:
@@ -110,6 +114,8 @@ class HubRunner:
         self._idle.set()
         self._stopping = asyncio.Event()
         self.polling = False  # a poll is on its way to the hub or to the journal
+        self._before_hold = ("starting", "")
+        self._loop = asyncio.get_running_loop()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -170,7 +176,7 @@ class HubRunner:
         items = readings if isinstance(readings, list) else list(readings)
         self.status.pushed += len(items)
         # tuple.__new__, not _Item(...): one is made per pushed event, and a NamedTuple's own constructor is Python.
-        self._queue.append(tuple.__new__(_Item, (items, size, future, unless)))
+        self._queue.append(tuple.__new__(_Item, (items, size, future, unless, self._loop.time())))
         self._queued_bytes += size
         self._idle.clear()
         self._work.set()
@@ -251,11 +257,12 @@ class HubRunner:
 
     async def _hold_for_room(self) -> None:
         """Nothing can be recorded: wait for room without touching the hub, then poll at once."""
-        previous = self.status.state, self.status.detail
+        if self.status.state != "holding":
+            self._before_hold = self.status.state, self.status.detail
         self.status.state, self.status.detail = "holding", "journal full: waiting for sinks to catch up"
         await self.journal.wait_room()
         if self.status.state == "holding":
-            self.status.state, self.status.detail = previous
+            self.status.state, self.status.detail = self._before_hold
 
     def _polled(self) -> None:
         self._last_poll = time.monotonic()
@@ -300,6 +307,14 @@ class HubRunner:
 
     # ------------------------------------------------------------------ ingest of pushed readings
 
+    def _answer_late(self, items: list[_Item], exc: JournalError) -> None:
+        """Tell callers waiting longer than ANSWER_WITHIN that their readings are not recorded yet (still queued)."""
+        now = self._loop.time()
+        for item in items:
+            if item.future is not None and not item.future.done() and now - item.since >= ANSWER_WITHIN:
+                item.future.set_exception(exc)
+                item.future.exception()  # retrieved: the caller may have gone
+
     async def _ingest_loop(self) -> None:
         backoff = Backoff(0.5, 30.0)
         while True:
@@ -335,10 +350,16 @@ class HubRunner:
         while live:
             try:
                 events = await self.pipeline.ingest(self.name, hub_type, readings)
-            except JournalFull:
-                await self._hold_for_room()
+            except JournalFull as exc:
+                # Wait for room, answering callers that wait too long meanwhile (the readings stay queued).
+                while self.journal.full:
+                    self._answer_late(live, exc)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(ANSWER_WITHIN / 3):
+                            await self._hold_for_room()
                 continue
             except JournalError as exc:
+                self._answer_late(live, exc)
                 # The journal cannot write (disk full, I/O error): keep the readings and try again; the queue is
                 # bounded, so the stream waits meanwhile. Stale readings are dropped by the diff on the retry.
                 wait = backoff.next()

@@ -111,7 +111,8 @@ def loads(text: str) -> Any:
         raise NotJson("nested too deeply") from None
     except ValueError as exc:
         raise NotJson(str(exc)) from None
-    if isinstance(value, dict | list):
+    # Only text with brackets enough to nest deeply is walked (a POST-URL body has two).
+    if isinstance(value, dict | list) and text.count("[") + text.count("{") > 8:
         _check_depth(value)
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         value = clean(value)
