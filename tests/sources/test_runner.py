@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from bridge.errors import HubUnavailable
+from bridge.errors import HubUnavailable, JournalError
 from bridge.events import Reading, SourceName
 from bridge.journal import Journal
 from bridge.options import HubConfigBase
@@ -234,3 +234,19 @@ def test_the_readme_config_asks_a_healthy_hub_for_little() -> None:
     )
     requests_per_poll = 3  # /devices/all, /modes, /hsm
     assert requests_per_poll * 3600 / cfg.reconcile_interval <= 15
+
+
+async def test_a_caller_waiting_too_long_is_answered_and_its_readings_still_land(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the journal cannot write, a POST gets its answer (not recorded yet) in time; the reading lands later."""
+    monkeypatch.setattr("bridge.sources.runner.ANSWER_WITHIN", 0.3)
+    async with running(journal) as runner:
+        await journal._call(lambda: journal.db.execute("PRAGMA query_only=1"))
+        waiting = await runner.push([Reading("device", "7", "level", 42, "webhook")], size=10)
+        assert waiting is not None
+        with pytest.raises(JournalError):
+            await asyncio.wait_for(waiting, 10)
+        await journal._call(lambda: journal.db.execute("PRAGMA query_only=0"))
+        await wait_until(lambda: runner._idle.is_set(), "the queue drained")
+    assert ("7", 42) in values(await all_records(journal))
