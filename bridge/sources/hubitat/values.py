@@ -155,8 +155,11 @@ def text(value: Any) -> str | None:
 
 # What the hub writes for numbers: ASCII digits, an optional sign, fraction and exponent. Python's int() and float()
 # also take "1_000", full-width digits and "nan": none of those is a reading.
-_INT_TEXT = re.compile(r"[+-]?\d+\Z", re.ASCII)
-_FLOAT_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z", re.ASCII)
+# Possessive quantifiers: a long run of digits followed by something else is rejected in linear time.
+_INT_TEXT = re.compile(r"[+-]?\d++\Z", re.ASCII)
+_FLOAT_TEXT = re.compile(r"[+-]?(?:\d++(?:\.\d*+)?|\.\d++)(?:[eE][+-]?\d++)?\Z", re.ASCII)
+# No reading has more characters than this; longer text is not worth parsing as a number.
+_MAX_NUMBER_TEXT = 64
 
 
 def _number(raw: Any) -> Any:
@@ -165,6 +168,8 @@ def _number(raw: Any) -> Any:
     if isinstance(raw, float):
         return raw if math.isfinite(raw) else str(raw)
     stripped = str(raw).strip()
+    if len(stripped) > _MAX_NUMBER_TEXT:
+        return stripped
     try:
         if _INT_TEXT.match(stripped):
             return int(stripped)

@@ -32,6 +32,9 @@ from bridge.sources.hubitat.values import NotJson, coerce, loads, post_content, 
         ("fanAuto", "ENUM", "fanAuto"),
         ("null", "STRING", None),
         ("30.5", None, 30.5),  # type not learned yet: a number is guessed, so it stays stable
+        ("1_000", "NUMBER", "1_000"),  # Python's int() would take these; no hub writes them
+        ("\uff11\uff12", "NUMBER", "\uff11\uff12"),
+        ("-" + "9" * 5000 + "x", "NUMBER", "-" + "9" * 5000 + "x"),  # found by the fuzzer: once 4 s of regex
         ("on", None, "on"),
     ],
 )
