@@ -20,7 +20,7 @@ import os
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,6 +250,28 @@ class Journal:
         except RuntimeError as exc:  # the executor was shut down: the journal is closed
             raise JournalError(f"the journal is closed ({exc})") from None
 
+    @contextlib.contextmanager
+    def _transaction(self, failed: str, *, fsync: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction (on the journal thread); a SQLite error rolls it back and becomes JournalError.
+
+        ``fsync=False``: the commit gets no fsync of its own. For progress (cursor moves, trims): one lost to a power
+        cut is only done again, it never loses an event, and the WAL keeps the transaction atomic either way.
+        """
+        db = self.db
+        if not fsync:
+            db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except (sqlite3.Error, UnicodeEncodeError) as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise JournalError(f"{failed} ({self.path}): {exc}") from None
+        finally:
+            if not fsync:
+                db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
+
     @property
     def db(self) -> sqlite3.Connection:
         if self._db is None:
@@ -415,7 +437,6 @@ class Journal:
                 item.future.set_result(None)
 
     def _commit_sync(self, batch: list[_Append]) -> tuple[int, int, DiskUse]:
-        db = self.db
         seq = self._head
         rows: list[tuple[int, str, str, int]] = []
         state: dict[StateKey, EncodedState] = {}
@@ -427,8 +448,7 @@ class Journal:
                 rows.append((seq, id_, body, size))
             for row in item.state:
                 state[row[0]] = row
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        with self._transaction("journal commit failed") as db:
             db.executemany("INSERT INTO events (seq, id, body, size) VALUES (?, ?, ?, ?)", rows)
             db.executemany(
                 "INSERT INTO state (hub, kind, device_id, attribute, value, seq) VALUES (?, ?, ?, ?, ?, ?) "
@@ -437,11 +457,6 @@ class Journal:
             )
             if rows:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (str(seq),))
-            db.execute("COMMIT")
-        except (sqlite3.Error, UnicodeEncodeError) as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise JournalError(f"journal commit failed ({self.path}): {exc}") from None
         # Measuring costs a few syscalls: small commits add their bytes to the last measure (an overestimate, as
         # pages are filled), and the files are measured again once that estimate moved by a sixteenth of the WAL
         # budget. The bound stays conservative either way.
@@ -494,33 +509,34 @@ class Journal:
         names = {s.name for s in specs}
 
         def _register() -> list[tuple[str, str, int]]:
-            db = self.db
             notes: list[tuple[str, str, int]] = []
-            db.execute("BEGIN IMMEDIATE")
-            for spec in specs:
-                old = spec.renamed_from
-                if spec.name not in self._cursors and old and old in self._cursors and old not in names:
-                    seq = self._cursors.pop(old)
-                    db.execute("UPDATE cursors SET sink = ? WHERE sink = ?", (spec.name, old))
-                    db.execute("UPDATE dead_letters SET sink = ? WHERE sink = ?", (spec.name, old))
-                    self._cursors[spec.name] = seq
-                    notes.append(("renamed", f"{old} -> {spec.name}", self._head - seq))
-            for sink in list(self._cursors):
-                if sink in names:
-                    continue
-                backlog = self._head - self._cursors[sink]
-                if keep_removed:
-                    notes.append(("kept", sink, backlog))
-                    continue
-                db.execute("DELETE FROM cursors WHERE sink = ?", (sink,))
-                del self._cursors[sink]
-                notes.append(("dropped", sink, backlog))
-            for spec in specs:
-                if spec.name not in self._cursors:
-                    db.execute("INSERT INTO cursors VALUES (?, ?)", (spec.name, self._head))
-                    self._cursors[spec.name] = self._head
-                    notes.append(("new", spec.name, 0))
-            db.execute("COMMIT")
+            # Changed in a copy, taken only once committed: a failed transaction leaves the cursors as they were.
+            cursors = dict(self._cursors)
+            with self._transaction("cannot record the sinks' cursors") as db:
+                for spec in specs:
+                    old = spec.renamed_from
+                    if spec.name not in cursors and old and old in cursors and old not in names:
+                        seq = cursors.pop(old)
+                        db.execute("UPDATE cursors SET sink = ? WHERE sink = ?", (spec.name, old))
+                        db.execute("UPDATE dead_letters SET sink = ? WHERE sink = ?", (spec.name, old))
+                        cursors[spec.name] = seq
+                        notes.append(("renamed", f"{old} -> {spec.name}", self._head - seq))
+                for sink in list(cursors):
+                    if sink in names:
+                        continue
+                    backlog = self._head - cursors[sink]
+                    if keep_removed:
+                        notes.append(("kept", sink, backlog))
+                        continue
+                    db.execute("DELETE FROM cursors WHERE sink = ?", (sink,))
+                    del cursors[sink]
+                    notes.append(("dropped", sink, backlog))
+                for spec in specs:
+                    if spec.name not in cursors:
+                        db.execute("INSERT INTO cursors VALUES (?, ?)", (spec.name, self._head))
+                        cursors[spec.name] = self._head
+                        notes.append(("new", spec.name, 0))
+            self._cursors = cursors
             return notes
 
         for what, sink, backlog in await self._call(_register):
@@ -552,10 +568,12 @@ class Journal:
         """Forget ``sink``'s cursor (and so its backlog). Returns how many events it had not delivered."""
 
         def _drop() -> int:
-            seq = self._cursors.pop(sink, None)
+            seq = self._cursors.get(sink)
             if seq is None:
                 return -1
-            self.db.execute("DELETE FROM cursors WHERE sink = ?", (sink,))
+            with self._transaction(f"cannot drop the cursor of sink {sink}") as db:
+                db.execute("DELETE FROM cursors WHERE sink = ?", (sink,))
+            del self._cursors[sink]
             return self._head - seq
 
         dropped = await self._call(_drop)
@@ -582,25 +600,14 @@ class Journal:
         seq = max(seq, self._cursors.get(sink, 0))
 
         def _advance() -> None:
-            db = self.db
-            # Progress needs no fsync of its own: losing the last advances to a power cut only re-sends events
-            # (same ids), never loses one, and the WAL keeps cursor and dead letters atomic either way.
-            db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                db.execute("BEGIN IMMEDIATE")
+            # Losing the last advances to a power cut only re-sends events (same ids): no fsync of their own.
+            with self._transaction(f"cannot record delivery progress of sink {sink}", fsync=False) as db:
                 if rows:
                     db.executemany(
                         "INSERT INTO dead_letters (sink, seq, id, body, reason, time) VALUES (?, ?, ?, ?, ?, ?)", rows
                     )
                     self._purge_dead_letters(db, by_age=False)
                 db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (sink, seq))
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise JournalError(f"cannot record delivery progress of sink {sink} ({self.path}): {exc}") from None
-            finally:
-                db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
 
         await self._call(_advance)
         self._cursors[sink] = seq
@@ -660,18 +667,9 @@ class Journal:
             upto, total = seq, total + size
         if upto is None:
             return 0, False
-        # No fsync of its own (as for cursors): a trim lost to a power cut is simply done again.
-        db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        # A trim lost to a power cut is simply done again: no fsync of its own.
+        with self._transaction("cannot trim the journal", fsync=False):
             db.execute("DELETE FROM events WHERE seq <= ?", (upto,))
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise JournalError(f"cannot trim the journal ({self.path}): {exc}") from None
-        finally:
-            db.execute(f"PRAGMA synchronous={self.synchronous.upper()}")
         return total, more or upto < low
 
     def _purge_dead_letters(self, db: sqlite3.Connection, *, by_age: bool) -> None:

@@ -373,6 +373,29 @@ async def test_a_damaged_journal_file_says_so(tmp_path: Path) -> None:
     await journal.close()
 
 
+async def test_a_cursor_change_the_disk_refuses_is_one_clear_error_and_changes_nothing(journal_path: Path) -> None:
+    """Registering or dropping sinks on a journal that cannot be written is a JournalError naming what failed;
+    the cursors stay as they were (in memory and on disk), and the journal takes the same change later."""
+    async with running_journal(journal_path) as j:
+        await j.register_sinks(["a", "b"])
+    reader = Journal(journal_path, inspect=True)  # opened read-only: every write fails in SQLite
+    await reader.open()
+    try:
+        with pytest.raises(JournalError, match=r"cannot drop the cursor of sink b .*readonly"):
+            await reader.drop_sink("b")
+        with pytest.raises(JournalError, match=r"cannot record the sinks' cursors .*readonly"):
+            await reader.register_sinks(["a", "c"])
+        assert reader.cursors == {"a": 0, "b": 0}
+        # The failed transactions were rolled back: the connection still reads.
+        assert await reader.dead_letters() == []
+    finally:
+        await reader.close()
+    async with running_journal(journal_path) as j:
+        assert j.cursors == {"a": 0, "b": 0}
+        assert await j.drop_sink("b") == 0
+        assert j.cursors == {"a": 0}
+
+
 async def test_inspecting_a_journal_changes_nothing_in_it(journal_path: Path) -> None:
     """`spool` commands read a journal beside a running bridge without writing, migrating or checkpointing it."""
     async with running_journal(journal_path) as j:
