@@ -12,6 +12,7 @@ import re
 import ssl
 import time
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import aiohttp
 
@@ -29,6 +30,19 @@ def ssl_context(tls: TlsOptions) -> ssl.SSLContext:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+def connector_tls(url: str, tls: TlsOptions, log: Any) -> ssl.SSLContext | bool:
+    """What aiohttp's connector takes as ``ssl`` for ``url``; one loud warning when verification is off."""
+    if not url.startswith("https:"):
+        return True
+    if not tls.verify:
+        log.warning(
+            "TLS VERIFICATION IS OFF: the server's certificate is not checked, so anyone on the network path can "
+            "read the token and the events. Use tls.ca_file instead of verify: false",
+            url=url,
+        )
+    return ssl_context(tls)
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -8,9 +8,11 @@ from email.utils import formatdate
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp.client_reqrep import ConnectionKey
 
-from bridge.http import parse_retry_after, redact, transport_problem
+from bridge.http import connector_tls, parse_retry_after, redact, transport_problem
+from bridge.options import TlsOptions
 
 
 def test_retry_after_reads_seconds_and_dates() -> None:
@@ -25,6 +27,22 @@ def test_query_secrets_are_blanked() -> None:
     """Tokens in a URL's query string never survive into an error text."""
     text = "GET http://hub/apps/api/12/devices/all?access_token=abc123&x=1 failed (token=zz9, api_key=q)"
     assert redact(text) == "GET http://hub/apps/api/12/devices/all?access_token=***&x=1 failed (token=***, api_key=***)"
+
+
+def test_tls_is_verified_unless_switched_off_and_switching_it_off_is_loud() -> None:
+    """https peers are verified by default; verify: false still encrypts but logs one loud warning naming the URL."""
+    log = structlog.get_logger("test")
+    with structlog.testing.capture_logs() as logs:
+        assert connector_tls("http://hub.local", TlsOptions(verify=False), log) is True  # plain HTTP: nothing to do
+        verified = connector_tls("https://hub.local", TlsOptions(), log)
+        assert logs == []
+        unverified = connector_tls("https://hub.local:8443", TlsOptions(verify=False), log)
+    assert isinstance(verified, ssl.SSLContext) and verified.verify_mode == ssl.CERT_REQUIRED
+    assert verified.check_hostname
+    assert isinstance(unverified, ssl.SSLContext) and unverified.verify_mode == ssl.CERT_NONE
+    (warning,) = logs
+    assert warning["log_level"] == "warning" and "TLS VERIFICATION IS OFF" in warning["event"]
+    assert warning["url"] == "https://hub.local:8443"
 
 
 def _key() -> ConnectionKey:

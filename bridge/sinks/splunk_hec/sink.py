@@ -23,7 +23,7 @@ import structlog
 
 from bridge import __version__
 from bridge.backoff import RateLimitedLog
-from bridge.http import is_tls_problem, ssl_context, transport_problem
+from bridge.http import connector_tls, is_tls_problem, transport_problem
 from bridge.journal import Record
 from bridge.options import Secret
 from bridge.sinks.base import Delivered, DeliveryOptions, Health, Hold, Outcome, Retry, Sink
@@ -77,7 +77,6 @@ class SplunkHecSink(Sink):
         self.event_url = base + EVENT_PATH
         self.ack_url = base + ACK_PATH
         self.health_url = base + HEALTH_PATH
-        self.https = base.startswith("https://")
         # §1.3: a GUID channel, made anew at every start. Sent on every request: harmless without ack.
         self.channel = str(uuid.uuid4())
         self._session: aiohttp.ClientSession | None = None
@@ -90,12 +89,8 @@ class SplunkHecSink(Sink):
 
     @classmethod
     def delivery_options(cls, config: Any) -> DeliveryOptions:
-        return DeliveryOptions(
-            max_events=config.batch.max_events,
-            max_bytes=config.batch.max_bytes,
-            max_wait=config.batch.max_wait,
-            retry_initial=config.retry.initial,
-            retry_max=config.retry.max,
+        return dataclasses.replace(
+            super().delivery_options(config),
             max_in_flight=in_flight(config),
             # One attempt of send(): the request itself plus a margin for building the body.
             send_timeout=config.request_timeout + 30.0,
@@ -115,15 +110,7 @@ class SplunkHecSink(Sink):
         if self._session is not None:
             return
         self.channel = str(uuid.uuid4())
-        tls: Any = True
-        if self.https:
-            tls = ssl_context(self.config.tls)
-            if not self.config.tls.verify:
-                self._log.warning(
-                    "TLS VERIFICATION IS OFF: the HEC server's certificate is not checked, so anyone on the "
-                    "network path can read the token and the events. Use tls.ca_file instead of verify: false",
-                    url=self.config.url,
-                )
+        tls = connector_tls(self.config.url, self.config.tls, self._log)
         # unsafe=True keeps cookies from IP-address URLs too: a load balancer's sticky-session cookie is what keeps
         # ack polls on the HEC instance that holds the ack state (§4 item 10).
         self._session = aiohttp.ClientSession(

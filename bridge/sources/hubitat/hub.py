@@ -22,7 +22,7 @@ from aiohttp import web
 from bridge.backoff import Backoff
 from bridge.errors import HubError, HubProtocolError, JournalError, JournalFull
 from bridge.events import Event, Reading, SourceName, shorten
-from bridge.http import ssl_context
+from bridge.http import connector_tls
 from bridge.sources import base
 from bridge.sources.base import HubContext, Route, Source, Stream
 from bridge.sources.hubitat.client import MakerApi
@@ -83,13 +83,7 @@ class HubitatSource(Source):
 
     async def open(self) -> None:
         cfg = self.cfg
-        tls: Any = True
-        if cfg.url.startswith("https:"):
-            tls = ssl_context(cfg.tls)
-            if not cfg.tls.verify:
-                self.hub.log.warning(
-                    "TLS certificate verification is OFF for this hub; anyone on the path can read the token"
-                )
+        tls = connector_tls(cfg.url, cfg.tls, self.hub.log)
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls, limit=cfg.max_concurrency + 2))
         self._api = MakerApi(cfg, self._session)
         self._types = TypeBook(
