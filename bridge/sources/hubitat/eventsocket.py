@@ -116,37 +116,33 @@ class FrameParser:
             if bad >= self.max_problems:
                 out.problems.append(f"dropped the rest after {bad} malformed pieces: {shorten(text[pos:], 60)}")
                 return True
-            if text[pos] != "{":
-                # Not the start of an object (a stray quote, a number, an array): report it, resume at the next "{".
-                nxt = text.find("{", pos + 1)
-                out.problems.append(shorten(text[pos : nxt if nxt >= 0 else end], 80))
-                if nxt < 0:
-                    return True
-                pos, first, bad = nxt, False, bad + 1
-                continue
-            try:
-                obj, stop = raw_decode(text, pos)
-            except NotJson as exc:
-                out.problems.append(f"{exc}: {shorten(text[pos:], 60)}")
-                return True  # the rest of this message cannot be trusted
-            except json.JSONDecodeError as exc:
-                if _cut_short(exc, text):
-                    rest = text[pos:]
-                    if len(rest) > self.max_pending:
-                        out.problems.append(f"an object over {self.max_pending} characters: {shorten(rest, 60)}")
-                    else:
-                        self._pending = rest  # incomplete: the rest of the object comes in the next message
-                    return True
-                if first and strict_first:
-                    return False
-                nxt = text.find("{", pos + 1)
-                out.problems.append(shorten(text[pos : nxt if nxt >= 0 else end], 80))
-                if nxt < 0:
-                    return True
-                pos, first, bad = nxt, False, bad + 1
-                continue
-            out.frames.append(Frame(obj, text[pos:stop]))
-            pos, first = stop, False
+            if text[pos] == "{":
+                try:
+                    obj, stop = raw_decode(text, pos)
+                except NotJson as exc:
+                    out.problems.append(f"{exc}: {shorten(text[pos:], 60)}")
+                    return True  # the rest of this message cannot be trusted
+                except json.JSONDecodeError as exc:
+                    if _cut_short(exc, text):
+                        rest = text[pos:]
+                        if len(rest) > self.max_pending:
+                            out.problems.append(f"an object over {self.max_pending} characters: {shorten(rest, 60)}")
+                        else:
+                            self._pending = rest  # incomplete: the rest of the object comes in the next message
+                        return True
+                    if first and strict_first:
+                        return False
+                else:
+                    out.frames.append(Frame(obj, text[pos:stop]))
+                    pos, first = stop, False
+                    continue
+            # Not a usable object here (a stray quote, a number, an array, a broken object): report it and resume at
+            # the next "{".
+            nxt = text.find("{", pos + 1)
+            out.problems.append(shorten(text[pos : nxt if nxt >= 0 else end], 80))
+            if nxt < 0:
+                return True
+            pos, first, bad = nxt, False, bad + 1
 
 
 def _stands_alone(message: str) -> bool:

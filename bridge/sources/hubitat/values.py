@@ -55,16 +55,6 @@ _DECODER = json.JSONDecoder(parse_constant=_constant, parse_float=_float)
 _LONG_INTS = json.JSONDecoder(parse_constant=_constant, parse_float=_float, parse_int=_int)
 
 
-def _decode(text: str, pos: int) -> tuple[Any, int]:
-    try:
-        return _DECODER.raw_decode(text, pos)
-    except json.JSONDecodeError:
-        raise
-    except ValueError:
-        # An integer over Python's digit limit (int() refuses it): decode again, keeping such integers as text.
-        return _LONG_INTS.raw_decode(text, pos)
-
-
 class NotJson(ValueError):
     """The text is not JSON the bridge can use; ``str()`` says why in a few words."""
 
@@ -98,24 +88,24 @@ def _check_depth(value: Any) -> None:
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 
+# What JSON counts as white space around a value (json's own definition; str.strip() would take more).
+_WHITESPACE = re.compile(r"[ \t\n\r]+")
+
+
+def _skip_space(text: str, pos: int) -> int:
+    space = _WHITESPACE.match(text, pos)
+    return space.end() if space else pos
+
+
 def loads(text: str) -> Any:
     """Parse hub JSON text. Raises :class:`NotJson` for anything that is not usable JSON (never RecursionError)."""
     try:
-        try:
-            value = _DECODER.decode(text)
-        except json.JSONDecodeError:
-            raise
-        except ValueError:  # an integer over Python's digit limit: see _int
-            value = _LONG_INTS.decode(text)
-    except RecursionError:
-        raise NotJson("nested too deeply") from None
-    except ValueError as exc:
+        value, end = raw_decode(text, _skip_space(text, 0))
+        end = _skip_space(text, end)
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
+    except json.JSONDecodeError as exc:
         raise NotJson(str(exc)) from None
-    # Only text with brackets enough to nest deeply is walked (a POST-URL body has two).
-    if isinstance(value, dict | list) and text.count("[") + text.count("{") > 8:
-        _check_depth(value)
-    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
-        value = clean(value)
     return value
 
 
@@ -125,17 +115,23 @@ def raw_decode(text: str, pos: int) -> tuple[Any, int]:
     Raises ``json.JSONDecodeError`` when the text there is not (yet) JSON, :class:`NotJson` when it never will be.
     """
     try:
-        value, end = _decode(text, pos)
+        try:
+            value, end = _DECODER.raw_decode(text, pos)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:
+            # An integer over Python's digit limit (int() refuses it): decode again, keeping such integers as text.
+            value, end = _LONG_INTS.raw_decode(text, pos)
     except RecursionError:
         raise NotJson("nested too deeply") from None
     except json.JSONDecodeError:
         raise
-    except ValueError as exc:  # e.g. an integer of 200 000 digits: over Python's int conversion limit
+    except ValueError as exc:
         raise NotJson(str(exc)) from None
-    # A frame is a flat object: only one with brackets inside is walked for its depth.
+    # Only text with brackets enough to nest deeply is walked (a frame is a flat object, a POST-URL body has two).
     if text.count("[", pos, end) + text.count("{", pos, end) > 8:
         _check_depth(value)
-    # A plain substring test first: most frames have no \u escape at all.
+    # A plain substring test first: most texts have no \u escape at all.
     if text.find("\\u", pos, end) >= 0 and _SURROGATE_ESCAPE.search(text, pos, end):
         value = clean(value)
     return value, end
