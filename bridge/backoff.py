@@ -15,8 +15,6 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
-import structlog
-
 # A server's Retry-After is honoured up to this; a larger value is more likely a misconfiguration.
 MAX_SERVER_DELAY = 600.0
 
@@ -91,8 +89,3 @@ class RateLimitedLog:
 
     def error(self, key: Hashable, event: str, **kw: Any) -> bool:
         return self._emit("error", key, event, kw)
-
-
-def bound_logger(name: str, **context: Any) -> Any:
-    """A structlog logger for ``name`` with ``context`` bound (hub=, sink=)."""
-    return structlog.get_logger(name).bind(**context)

@@ -122,9 +122,8 @@ async def serve(cfg: BridgeConfig, stop: asyncio.Event | None = None) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
-def _journal_path(path: str, nothing: str) -> tuple[BridgeConfig, Path | None]:
-    """The config and its journal's path; None (and a line saying why) when there is no journal yet."""
-    cfg = load_config(path)
+def _journal_path(cfg: BridgeConfig, nothing: str) -> Path | None:
+    """The journal's path; None (and a line saying why) when there is no journal yet."""
     state = cfg.state_dir
     db = state / "journal.sqlite3"
     try:
@@ -133,19 +132,19 @@ def _journal_path(path: str, nothing: str) -> tuple[BridgeConfig, Path | None]:
                 f"state_dir {state} does not exist: the bridge has not run with this config yet; {nothing}",
                 file=sys.stderr,
             )
-            return cfg, None
+            return None
         if not state.is_dir():
             raise StateDirError(f"state_dir {state} is a file, not a directory; point state_dir at a directory")
         if not db.exists():
             print(f"no journal at {db}: the bridge has not run with this state_dir yet; {nothing}", file=sys.stderr)
-            return cfg, None
+            return None
     except OSError as exc:
         raise unusable_state_dir(state, exc) from None
-    return cfg, db
+    return db
 
 
 def _dead_letters(path: str, sink: str | None, as_json: bool, limit: int) -> int:
-    _, db = _journal_path(path, "nothing was dead-lettered")
+    db = _journal_path(load_config(path), "nothing was dead-lettered")
     if db is None:
         return EXIT_OK
 
@@ -183,7 +182,7 @@ def _drop_sink(path: str, sink: str) -> int:
     if any(s.name == sink for s in cfg.sinks):
         print(f"hubbridge: sink {sink!r} is still in {path}; remove it from the config first", file=sys.stderr)
         return EXIT_CONFIG
-    _, db = _journal_path(path, "nothing to drop")
+    db = _journal_path(cfg, "nothing to drop")
     if db is None:
         return EXIT_OK
 

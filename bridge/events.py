@@ -174,12 +174,10 @@ def _check_depth(value: Any, depth: int = 0) -> None:
 
 def _fix(ev: Event) -> None:
     """Make every field of ``ev`` storable in place (see :func:`storable`), or raise :class:`EventRefused`."""
-    for name in ("hub", "hub_type", "kind", "device_id", "device", "room", "attribute", "unit", "source"):
+    for name in ("hub", "hub_type", "kind", "device_id", "device", "room", "attribute", "unit", "source", "description"):
         text = getattr(ev, name)
         if isinstance(text, str):
             setattr(ev, name, clean_text(text))
-    if isinstance(ev.description, str):
-        ev.description = clean_text(ev.description)
     ev.value = storable(ev.value)
     ev.previous = storable(ev.previous)
 

@@ -274,7 +274,7 @@ class HubRunner:
             self.log.info("hub online", polls=self.status.polls)
         self._online = True
 
-    async def _poll_failed(self, exc: BridgeErrorLike, wait: float) -> None:
+    async def _poll_failed(self, exc: HubError | JournalError, wait: float) -> None:
         text = shorten(str(exc), 500)
         if isinstance(exc, HubAuthError):
             self.status.state, self.status.detail = "auth", text
@@ -373,6 +373,3 @@ class HubRunner:
                 if item.future is not None and not item.future.done():
                     item.future.set_result(events)
             return
-
-
-BridgeErrorLike = HubError | JournalError

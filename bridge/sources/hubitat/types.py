@@ -17,7 +17,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 from bridge.errors import HubError, HubProtocolError, JournalError
@@ -244,6 +243,3 @@ class TypeBook:
                     item.done.set_exception(JournalError("the bridge stopped before this event was recorded"))
         self._parked.clear()
         self._parked_count = 0
-
-    def stats(self) -> dict[str, Any]:
-        return {"devices": len(self._types), "parked": self._parked_count}
