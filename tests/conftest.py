@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from bridge.journal import Journal
@@ -22,3 +23,10 @@ async def journal(journal_path: Path) -> AsyncIterator[Journal]:
     """A running journal in the test's directory (fsync per commit, as in production)."""
     async with running_journal(journal_path) as j:
         yield j
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session for a test, as a hub, a user or a load balancer would talk to the bridge."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -81,12 +81,6 @@ def flaky(monkeypatch: pytest.MonkeyPatch) -> type[FlakySink]:
     monkeypatch.setitem(SINKS, FlakySink.type_name, FlakySink)
     monkeypatch.setattr(FlakySink, "instances", [])
     return FlakySink
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def healthz(http: aiohttp.ClientSession, runtime: Runtime) -> tuple[int, dict[str, Any]]:

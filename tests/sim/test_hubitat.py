@@ -29,12 +29,6 @@ async def sim() -> AsyncIterator[HubitatSim]:
         yield hub
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def skeleton(frame: str) -> str:
     """Frame layout with string literals -> S and integers -> N, to compare spacing with the capture."""
     return re.sub(r"\d+", "N", re.sub(r'"(?:[^"\\]|\\.)*"', "S", frame))

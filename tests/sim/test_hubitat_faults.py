@@ -26,12 +26,6 @@ async def sim() -> AsyncIterator[HubitatSim]:
         yield hub
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # raw_responses
 # ----------------------------------------------------------------------------------------------------------------

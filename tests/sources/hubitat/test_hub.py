@@ -277,12 +277,6 @@ def logs() -> Any:
         yield entries
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def start_bridge(bridges: list[Bridge], tmp_path: Path, sim: HubitatSim, **hub: Any) -> Bridge:
     listen = hub.pop("listen", "127.0.0.1:0")
     top = hub.pop("top", None)
