@@ -172,9 +172,12 @@ def _check_depth(value: Any, depth: int = 0) -> None:
             _check_depth(child, depth + 1)
 
 
+_TEXT_FIELDS = ("hub", "hub_type", "kind", "device_id", "device", "room", "attribute", "unit", "source", "description")
+
+
 def _fix(ev: Event) -> None:
     """Make every field of ``ev`` storable in place (see :func:`storable`), or raise :class:`EventRefused`."""
-    for name in ("hub", "hub_type", "kind", "device_id", "device", "room", "attribute", "unit", "source", "description"):
+    for name in _TEXT_FIELDS:
         text = getattr(ev, name)
         if isinstance(text, str):
             setattr(ev, name, clean_text(text))
