@@ -31,6 +31,9 @@ MAX_BODY = 256 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# The body of every 404, the listener's and a source's alike (a wrong webhook secret): nothing to tell them apart.
+NOT_FOUND = "not found"
+
 
 # What a client's bytes can make go wrong in a handler: answered 400 with one line, never a traceback. A broken
 # gzip or chunked body, a client gone mid-body, a body that is not the text or JSON it claims to be.
@@ -120,6 +123,9 @@ class Server:
         return guarded
 
     async def start(self) -> None:
+        # Last, so it only answers what no route took: every unknown path, and every other method on a known one,
+        # gets the very 404 a wrong webhook secret gets, so no answer tells which hub names exist.
+        self.app.router.add_route("*", "/{path:.*}", self._not_found)
         # No access log: the POST-URL path carries the webhook secret. A short shutdown timeout: on stop, a POST in
         # flight gets a few seconds to commit, not a minute (set on the runner: aiohttp deprecates it on sites).
         self._runner = web.AppRunner(
@@ -163,6 +169,10 @@ class Server:
             if self._rate.allow(("handler", type(exc).__name__)) is not None:
                 log.exception("request handler failed", path=_route_of(request))
             return web.Response(status=500, text="internal error")
+
+    @staticmethod
+    async def _not_found(request: web.Request) -> web.Response:
+        return web.Response(status=404, text=NOT_FOUND)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         ok, body = self.health()

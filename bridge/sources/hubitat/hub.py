@@ -23,6 +23,7 @@ from bridge.backoff import Backoff
 from bridge.errors import HubError, HubProtocolError, JournalError, JournalFull
 from bridge.events import Event, Reading, SourceName, shorten
 from bridge.http import connector_tls
+from bridge.server import NOT_FOUND
 from bridge.sources import base
 from bridge.sources.base import HubContext, Route, Source, Stream
 from bridge.sources.hubitat.client import MakerApi
@@ -312,7 +313,7 @@ class HubitatSource(Source):
             self.hub.rate_log.warning(
                 "bad-secret", "rejected a POST with an unknown hub or secret", peer=request.remote
             )
-            return web.Response(status=404, text="not found")
+            return web.Response(status=404, text=NOT_FOUND)
         try:
             body = await request.read()
         except web.HTTPException:
