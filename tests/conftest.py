@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import io
+import logging
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+import structlog
 
 from bridge.journal import Journal
+from bridge.logs import setup_logging
 from tests.helpers import running_journal
 
 
@@ -30,3 +34,22 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTP client session for a test, as a hub, a user or a load balancer would talk to the bridge."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+def log_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The logging ``hubbridge run`` sets up (JSON), into a buffer; the test process's logging is restored after."""
+    buf = io.StringIO()
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    level, access = root.level, logging.getLogger("aiohttp.access").level
+    monkeypatch.setattr("bridge.logs.KNOWN_SECRETS", {"s3cret/t0ken+x="})
+    setup_logging("info", "json", stream=buf)
+    try:
+        yield buf
+    finally:
+        structlog.configure(**saved)
+        for handler in [h for h in root.handlers if h.get_name() == "hubbridge"]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+        logging.getLogger("aiohttp.access").setLevel(access)

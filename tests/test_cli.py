@@ -43,8 +43,6 @@ import pytest
 import structlog
 import yaml
 
-from bridge.logs import setup_logging
-
 WAIT = 15.0  # upper bound of any one wait; the tests normally take a small fraction of it
 
 
@@ -573,25 +571,6 @@ async def test_run_on_a_journal_from_a_newer_release_is_one_line_exit_1(tmp_path
 
 
 # ------------------------------------------------------------------------------------------------ log lines
-
-
-@pytest.fixture
-def log_stream(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """The logging ``hubbridge run`` sets up (JSON), into a buffer; the test process's logging is restored after."""
-    buf = io.StringIO()
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    level, access = root.level, logging.getLogger("aiohttp.access").level
-    monkeypatch.setattr("bridge.logs.KNOWN_SECRETS", {"s3cret/t0ken+x="})
-    setup_logging("info", "json", stream=buf)
-    try:
-        yield buf
-    finally:
-        structlog.configure(**saved)
-        for handler in [h for h in root.handlers if h.get_name() == "hubbridge"]:
-            root.removeHandler(handler)
-        root.setLevel(level)
-        logging.getLogger("aiohttp.access").setLevel(access)
 
 
 def test_library_log_lines_are_json_and_never_show_a_secret(log_stream: io.StringIO) -> None:

@@ -268,16 +268,18 @@ async def test_ack_false_resends(journal: Journal, pipeline: Pipeline) -> None:
 
 
 async def test_a_partial_acceptance_resends_only_the_rest(journal: Journal, pipeline: Pipeline) -> None:
-    """When the destination took a prefix and failed the rest, only the rest is sent again, after a backoff."""
+    """When the destination took a prefix and failed the rest, only the rest is sent again, after the delay the
+    destination asked for (its Retry-After)."""
 
     def respond(seqs: list[int], call: int) -> Outcome:
-        return Partial(3, "503 busy after 3 events") if call == 1 else Delivered()
+        return Partial(3, "503 busy after 3 events", delay=0.3) if call == 1 else Delivered()
 
     sink = await scripted(journal, pipeline, 8, respond)
     async with delivering(sink, journal, max_events=100) as delivery:
         await wait_until(lambda: delivery.status.delivered == 8, "all 8 counted as delivered")
     assert sink.calls == [list(range(1, 9)), list(range(4, 9))]
     assert sink.accepted == list(range(1, 9))
+    assert sink.times[1] - sink.times[0] >= 0.29, "the rest waited for the destination's delay"
 
 
 async def test_an_acknowledgement_that_never_comes_is_resent_after_ack_timeout(

@@ -28,7 +28,7 @@ from bridge.runtime import Runtime, supervise
 from bridge.sim.hubitat import HubitatSim
 from bridge.sinks import SINKS
 from bridge.sinks.base import Delivered, Outcome, Sink
-from tests.helpers import wait_until
+from tests.helpers import switch, wait_until
 from tests.test_cli import bridges, write_config
 
 __all__ = ["bridges"]  # the fixture, shared with tests/test_cli.py
@@ -107,6 +107,10 @@ async def test_crashed_sink_is_replaced_by_a_fresh_one_until_it_starts(
             code, body = await healthz(http, runtime)
             assert code == 200 and body["status"] == "ok", body
             assert body["sinks"]["flaky"]["restarts"] == 3
+            assert runtime.pipeline is not None
+            (event,) = await runtime.pipeline.ingest("home", "hubitat", [switch("1", "on")])
+            await wait_until(lambda: bool(flaky.instances[-1].sent), "the fourth instance delivered")
+            assert [r.id for r in flaky.instances[-1].sent] == [event.id]
         finally:
             stop.set()
             await asyncio.wait_for(task, 15)

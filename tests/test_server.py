@@ -232,6 +232,7 @@ async def test_buggy_handler_is_500_and_logged_once(server: Server, http: aiohtt
     lines = [e for e in logs if e["log_level"] in ("warning", "error")]
     assert len(lines) == 1, lines
     assert lines[0]["path"] == "/buggy"
+    assert lines[0].get("exc_info") is True, "the one line carries the traceback (log.exception)"
 
 
 async def test_busy_port_is_a_listen_error(server: Server) -> None:

@@ -96,7 +96,10 @@ async def test_a_journal_from_a_newer_release_is_refused(tmp_path: Path) -> None
     db = sqlite3.connect(path)
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     db.close()
+    content = path.read_bytes()
     journal = Journal(path)
     with pytest.raises(JournalError, match="newer hubbridge"):
         await journal.open()
     await journal.close()
+    # Reading it made SQLite's WAL index beside it, as any reader does; the database itself is as it was.
+    assert path.read_bytes() == content, "the newer journal was not touched"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 
@@ -14,6 +15,7 @@ class RequestRecord:
     lower-cased names and the Authorization value redacted; ``query`` has ``token`` redacted.
     ``body_bytes`` is the request body after gzip decoding (the wire bytes when it could not be decoded;
     empty when ``HecSim.record_bodies`` is False). ``n_events`` counts the events this request indexed.
+    ``at`` is ``time.monotonic()`` when the request arrived (for checking how a client spaces its retries).
     """
 
     method: str
@@ -26,3 +28,4 @@ class RequestRecord:
     channel: str | None = None
     query: dict[str, str] = field(default_factory=dict)
     ack_id: int | None = None
+    at: float = field(default_factory=time.monotonic)
