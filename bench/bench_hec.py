@@ -29,80 +29,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import multiprocessing as mp
-import os
 import statistics
 import sys
 import tempfile
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from hec_child import HecChild, pin
+
 TOKEN = "bench-token"
 BENCH_FIELDS = ("hub", "hub_type", "kind", "device_id", "attribute")
-
-
-def _pin(cpu: int) -> None:
-    """Run this process on one CPU (when the machine has it), so "one core" means one core."""
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > cpu:
-        os.sched_setaffinity(0, {cpu})
-
-
-# ---------------------------------------------------------------------- the simulator, in a child process
-
-
-def _sim_main(conn: Connection) -> None:
-    """Host a HecSim; commands: ("wait", n) -> time.monotonic() when n are indexed, "count", "clear", "stop"."""
-    gc.disable()
-    _pin(1)
-
-    async def serve() -> None:
-        from bridge.sim.hec import HecSim
-
-        sim = HecSim(tokens=(TOKEN,), max_content_length=50_000_000)
-        sim.record_bodies = False
-        await sim.start()
-        conn.send(sim.port)
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                cmd = await loop.run_in_executor(None, conn.recv)
-                if isinstance(cmd, tuple) and cmd[0] == "wait":
-                    conn.send("waiting")
-                    await sim.wait_indexed(cmd[1], timeout=600)
-                    conn.send(time.monotonic())
-                elif cmd == "count":
-                    ids = sim.ids()
-                    posts = sum(1 for r in sim.requests if r.path.endswith("/event") and r.status == 200)
-                    conn.send((len(sim.indexed), len(set(ids)), posts))
-                elif cmd == "clear":
-                    sim.clear()
-                    conn.send(True)
-                else:
-                    break
-        finally:
-            await sim.stop()
-
-    asyncio.run(serve())
-
-
-class SimProcess:
-    def __init__(self) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_sim_main, args=(child,), daemon=True)
-        self.proc.start()
-        self.port: int = self.conn.recv()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def ask(self, cmd: Any) -> Any:
-        self.conn.send(cmd)
-        return self.conn.recv()
-
-    def stop(self) -> None:
-        self.conn.send("stop")
-        self.proc.join(5)
 
 
 # ---------------------------------------------------------------------- events
@@ -148,7 +85,7 @@ def make_events(n: int, offset: int = 0) -> list[Any]:
 # ---------------------------------------------------------------------- (a) ours
 
 
-async def run_ours(sim: SimProcess, events: list[Any], batch: int, state_dir: Path) -> tuple[float, float, float]:
+async def run_ours(sim: HecChild, events: list[Any], batch: int, state_dir: Path) -> tuple[float, float, float]:
     """(seconds until indexed, seconds until the cursor covered all, client CPU seconds)."""
     from bridge.delivery import Delivery
     from bridge.journal import Encoded, Journal
@@ -179,14 +116,14 @@ async def run_ours(sim: SimProcess, events: list[Any], batch: int, state_dir: Pa
     # Exactly as bridge.runtime wires a sink to its loop.
     delivery = Delivery(sink, journal, opts)
     head = journal.head
-    assert sim.ask(("wait", len(events))) == "waiting"
+    sim.start_wait(len(events))
     gc.collect()
     cpu0, t0 = time.process_time(), time.monotonic()
     task = asyncio.create_task(delivery.run())
     while journal.cursor("splunk") < head:
         await asyncio.sleep(0.002)
     settled, cpu = time.monotonic() - t0, time.process_time() - cpu0
-    indexed_at: float = sim.conn.recv()
+    _, indexed_at, _, _ = sim.waited()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await sink.close()
@@ -199,14 +136,14 @@ async def run_ours(sim: SimProcess, events: list[Any], batch: int, state_dir: Pa
 # ---------------------------------------------------------------------- (b) hass-splunk
 
 
-async def run_hass(sim: SimProcess, events: list[Any], batch: int) -> tuple[float, float]:
+async def run_hass(sim: HecChild, events: list[Any], batch: int) -> tuple[float, float]:
     """(seconds until indexed, client CPU seconds)."""
     import aiohttp
     from hass_splunk import hass_splunk
 
     async with aiohttp.ClientSession() as session:
         client = hass_splunk(session=session, token=TOKEN, host="127.0.0.1", port=sim.port, use_ssl=False)
-        assert sim.ask(("wait", len(events))) == "waiting"
+        sim.start_wait(len(events))
         gc.collect()
         cpu0, t0 = time.process_time(), time.monotonic()
         for i in range(0, len(events), batch):
@@ -224,7 +161,7 @@ async def run_hass(sim: SimProcess, events: list[Any], batch: int) -> tuple[floa
                 await client.queue(payload, send=False)
             await client.send()
         cpu = time.process_time() - cpu0
-        indexed_at: float = sim.conn.recv()
+        _, indexed_at, _, _ = sim.waited()
         return indexed_at - t0, cpu
 
 
@@ -239,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     n = args.events
 
-    sim = SimProcess()
-    _pin(0)
+    sim = HecChild(TOKEN, {1})
+    pin({0})
     ours: list[float] = []
     ours_settled: list[float] = []
     hass: list[float] = []
@@ -252,14 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         warm = make_events(n, offset=10**9)
         with tempfile.TemporaryDirectory() as tmp:
             asyncio.run(run_ours(sim, warm, args.batch, Path(tmp)))
-        sim.ask("clear")
+        sim.clear()
         asyncio.run(run_hass(sim, warm, args.batch))
-        sim.ask("clear")
+        sim.clear()
         del warm
         for rnd in range(args.rounds):
             events = make_events(n, offset=rnd * n)
             for who in ("ours", "hass-splunk"):
-                sim.ask("clear")
+                sim.clear()
                 if who == "ours":
                     with tempfile.TemporaryDirectory() as tmp:
                         elapsed, settled, cpu = asyncio.run(run_ours(sim, events, args.batch, Path(tmp)))
@@ -272,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                     hass.append(n / elapsed)
                     hass_cpu.append(cpu)
                     extra = ""
-                indexed, unique, posts = sim.ask("count")
+                indexed, unique, posts = sim.count()
                 ok = indexed == unique == n
                 print(
                     f"round {rnd + 1} {who:<12} {n / elapsed:>9,.0f} events/s  ({elapsed:.2f} s to index all, "

@@ -11,7 +11,7 @@ What runs, and where:
   logs at level warning as JSON lines, stdout and stderr to a file that is scanned for warnings afterwards.
 * A HubitatSim runs in this process. The bridge needs it only for its start-up poll (which learns the devices
   and their attribute dataTypes); nothing talks to it during the measured window.
-* A HecSim runs in a child process pinned to the last CPU, like bench/bench_hec.py does it, and reports the
+* A HecSim runs in a child process pinned to the last CPU (bench/hec_child.py, as for bench_hec.py), reports the
   moment it has indexed the last event. The bridge is pinned to CPU 0, this process (the POST client) to the
   last CPU, so the bridge has one core to itself and the simulators' work is not billed to it.
 * This process is the hub's POST-URL client: it POSTs Maker API bodies (hubitat.md 1.4: ``{"content": {...}}``,
@@ -45,7 +45,6 @@ import contextlib
 import gc
 import itertools
 import json
-import multiprocessing as mp
 import os
 import shutil
 import signal
@@ -58,7 +57,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +64,8 @@ import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from hec_child import TICK, HecChild, cpu_ticks, last_cpu, pin
 
 from bridge.sim.hubitat import HubitatSim
 
@@ -105,99 +105,6 @@ sinks:
       max_bytes: 1MiB
       max_wait: {max_wait}s
 """
-
-
-def _pin(cpus: set[int]) -> None:
-    """Restrict this process to ``cpus``, when the machine has them; its children inherit it."""
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > max(cpus):
-        os.sched_setaffinity(0, cpus)
-
-
-def _last_cpu() -> int:
-    return max(0, (os.cpu_count() or 1) - 1)
-
-
-def _cpu_ticks(pid: int) -> int:
-    """utime + stime of a process, all its threads included, in clock ticks (proc(5))."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    # The command name (field 2) is in parentheses and may hold spaces: split after its closing one.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of the whole line
-
-
-TICK = 1.0 / os.sysconf("SC_CLK_TCK")
-
-
-# ---------------------------------------------------------------------- the HEC simulator, in a child process
-
-
-def _hec_main(conn: Connection) -> None:
-    """Host a HecSim and answer the parent's commands over ``conn``.
-
-    ("wait", n, pid, timeout) -> (ok, monotonic time, CPU ticks of ``pid``, own CPU s) at the moment n envelopes
-    are indexed (or when the timeout ran out); ("count", since) -> (envelopes, distinct event ids from index
-    ``since`` on); "clear"; anything else stops it.
-    """
-    # HecSim keeps every envelope; a cyclic GC walking them again and again would slow it down as it fills.
-    gc.disable()
-    _pin({_last_cpu()})
-
-    async def serve() -> None:
-        from bridge.sim.hec import HecSim
-
-        sim = HecSim(tokens=(HEC_TOKEN,), max_content_length=50_000_000)
-        sim.record_bodies = False
-        await sim.start()
-        conn.send(sim.url)
-        loop = asyncio.get_running_loop()
-        try:
-            while True:
-                cmd = await loop.run_in_executor(None, conn.recv)
-                if isinstance(cmd, tuple) and cmd[0] == "wait":
-                    _, n, pid, timeout = cmd
-                    cpu0 = time.process_time()
-                    conn.send("waiting")
-                    ok = True
-                    try:
-                        await sim.wait_indexed(n, timeout=timeout)
-                    except TimeoutError:
-                        ok = False
-                    # Read the bridge's CPU here, the moment the last event is in, not after a round trip.
-                    conn.send((ok, time.monotonic(), _cpu_ticks(pid), time.process_time() - cpu0))
-                elif isinstance(cmd, tuple) and cmd[0] == "count":
-                    ids = {e["event"].get("id") for e in sim.indexed[cmd[1] :] if type(e.get("event")) is dict} - {None}
-                    conn.send((len(sim.indexed), len(ids)))
-                elif cmd == "clear":
-                    sim.clear()
-                    conn.send(True)
-                else:
-                    break
-        finally:
-            await sim.stop()
-
-    asyncio.run(serve())
-
-
-class HecProcess:
-    def __init__(self) -> None:
-        ctx = mp.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_hec_main, args=(child,), daemon=True)
-        self.proc.start()
-        self.url: str = self.conn.recv()
-
-    def ask(self, cmd: Any) -> Any:
-        self.conn.send(cmd)
-        return self.conn.recv()
-
-    def count(self, since: int = 0) -> tuple[int, int]:
-        total, unique = self.ask(("count", since))
-        return int(total), int(unique)
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self.conn.send("stop")
-        self.proc.join(5)
 
 
 # ---------------------------------------------------------------------- what to POST
@@ -326,7 +233,7 @@ class Bridge:
         self.post_url = f"{self.base}/hubitat/{HUB}/{SECRET}"
         with open(self.log_path, "wb") as log:
             # Children inherit the CPU affinity: pin this process to CPU 0 while it forks the bridge, then back.
-            _pin({0})
+            pin({0})
             try:
                 # cwd=REPO: "-m bridge.cli" then runs this checkout's bridge, whatever is installed.
                 self.proc = subprocess.Popen(
@@ -336,7 +243,7 @@ class Bridge:
                     stderr=subprocess.STDOUT,
                 )
             finally:
-                _pin({_last_cpu()})
+                pin({last_cpu()})
 
     async def wait_healthy(self, timeout: float = 60.0) -> None:
         """Until /healthz answers 200: the listener is up, the start-up poll has run and the sink is ok."""
@@ -438,11 +345,11 @@ async def post_all(
     return latencies, failures
 
 
-async def settle(hec: HecProcess, quiet: float) -> int:
+async def settle(hec: HecChild, quiet: float) -> int:
     """The HEC count once it has not moved for ``quiet`` seconds (longer than a batch may wait to grow)."""
     last, since = -1, time.monotonic()
     while True:
-        total, _ = hec.count(0)
+        total, _, _ = hec.count(0)
         if total != last:
             last, since = total, time.monotonic()
         elif time.monotonic() - since >= quiet:
@@ -451,10 +358,10 @@ async def settle(hec: HecProcess, quiet: float) -> int:
 
 
 async def run_once(
-    hub: HubitatSim, hec: HecProcess, attributes: list[Attribute], inflight: int, n: int, warmup: int, keep: bool
+    hub: HubitatSim, hec: HecChild, attributes: list[Attribute], inflight: int, n: int, warmup: int, keep: bool
 ) -> Result:
     workdir = Path(tempfile.mkdtemp(prefix=f"hubbridge-posturl-c{inflight}-"))
-    assert hec.ask("clear") is True
+    hec.clear()
     bridge = Bridge(workdir, hub, hec.url)
     try:
         await bridge.wait_healthy()
@@ -467,9 +374,9 @@ async def run_once(
             base = await settle(hec, quiet=2 * BATCH_MAX_WAIT + 0.5)
             bodies = plan.take(n)
             timeout = max(60.0, n * 0.005)
-            assert hec.ask(("wait", base + n, bridge.proc.pid, timeout)) == "waiting"
+            hec.start_wait(base + n, bridge.proc.pid, timeout)
             gc.collect()
-            ticks0, cpu0, t0 = _cpu_ticks(bridge.proc.pid), time.process_time(), time.monotonic()
+            ticks0, cpu0, t0 = cpu_ticks(bridge.proc.pid), time.process_time(), time.monotonic()
             latencies, failed = await post_all(http, bridge.post_url, bodies)
             posts_done, client_cpu = time.monotonic(), time.process_time() - cpu0
             if failed:
@@ -477,8 +384,8 @@ async def run_once(
                     f"bench_posturl: {sum(failed.values())} of {n} POSTs not answered 200 (status: count, -1 = no "
                     f"answer) {dict(failed)}\n{bridge.log_tail()}"
                 )
-            ok, indexed_at, ticks1, hec_cpu = await asyncio.to_thread(hec.conn.recv)
-        total, unique = hec.count(base)
+            ok, indexed_at, ticks1, hec_cpu = await asyncio.to_thread(hec.waited)
+        total, unique, _ = hec.count(base)
         if not ok or unique < n:
             raise SystemExit(
                 f"bench_posturl: events missing: the HEC simulator indexed {total - base} envelopes "
@@ -522,10 +429,10 @@ def _spread(values: list[float], fmt: str) -> str:
 async def amain(args: argparse.Namespace) -> int:
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cpus; bridge pinned to CPU 0, client and HEC sim to "
-        f"CPU {_last_cpu()}; {args.events} events per run, {args.warmup} warm-up POSTs"
+        f"CPU {last_cpu()}; {args.events} events per run, {args.warmup} warm-up POSTs"
     )
-    hec = HecProcess()
-    _pin({_last_cpu()})
+    hec = HecChild(HEC_TOKEN, {last_cpu()})
+    pin({last_cpu()})
     results: list[Result] = []
     try:
         async with HubitatSim(access_token=HUB_TOKEN) as hub:
