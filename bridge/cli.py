@@ -94,6 +94,10 @@ def _check(path: str) -> int:
         f"{path}: OK ({len(cfg.hubs)} hub(s): {', '.join(h.name for h in cfg.hubs) or '-'}; "
         f"{len(cfg.sinks)} sink(s): {', '.join(s.name for s in cfg.sinks)})"
     )
+    for hub in cfg.hubs:
+        # A hub family may say more (the way in, what it cannot reach): Hubitat's cloud relay form does.
+        for note in getattr(hub, "check_notes", list)():
+            print(f"  hub {hub.name}: {note}")
     return EXIT_OK
 
 

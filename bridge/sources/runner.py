@@ -28,7 +28,7 @@ import structlog
 from aiohttp import web
 
 from bridge.backoff import Backoff, RateLimitedLog
-from bridge.errors import HubAuthError, HubError, JournalError, JournalFull
+from bridge.errors import HubAuthError, HubError, HubUnavailable, JournalError, JournalFull
 from bridge.events import Event, Reading, SourceName, shorten
 from bridge.options import HubConfigBase
 from bridge.pipeline import Pipeline
@@ -224,7 +224,8 @@ class HubRunner:
                 continue
             except (HubError, JournalError) as exc:
                 self.polling = False
-                wait = backoff.next()
+                # A rate limit's Retry-After (the cloud relay's 429) is honoured when longer than the backoff.
+                wait = backoff.next(exc.retry_after if isinstance(exc, HubUnavailable) else None)
                 await self._poll_failed(exc, wait)
                 # While backing off, reconnects and hub restarts must not bring extra polls.
                 await asyncio.sleep(wait)

@@ -8,15 +8,15 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.sim.hubitat.cloud import CloudRelayMixin
 from bridge.sim.hubitat.health import HubHealthMixin
-from bridge.sim.hubitat.maker import MakerApiMixin
 from bridge.sim.hubitat.responses import error_page, hub_headers
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class HubitatSim(HubHealthMixin, MakerApiMixin):
-    """A Hubitat Elevation hub on 127.0.0.1: Maker API, postURL webhook and /eventsocket.
+class HubitatSim(HubHealthMixin, CloudRelayMixin):
+    """A Hubitat Elevation hub on 127.0.0.1: Maker API, postURL webhook and /eventsocket, and its cloud relay.
 
     Quirk and fault switches are plain public attributes and may be flipped at any time; observation
     counters are plain attributes too. Each part sets up its own: hub state (``state.py``), eventsocket
@@ -32,8 +32,9 @@ class HubitatSim(HubHealthMixin, MakerApiMixin):
         access_token: str = "sim-token",
         devices: list[dict[str, Any]] | None = None,
         seed: int = 0,
+        hub_uid: str | None = None,
     ) -> None:
-        super().__init__(app_id=app_id, access_token=access_token, devices=devices, seed=seed)
+        super().__init__(app_id=app_id, access_token=access_token, devices=devices, seed=seed, hub_uid=hub_uid)
         # --- quirks -------------------------------------------------------------------------------------------
         self.overload_limit: int | None = None  # >N concurrent Maker API requests -> HTTP 500 (ref §5.6)
         # --- faults -------------------------------------------------------------------------------------------
@@ -68,6 +69,7 @@ class HubitatSim(HubHealthMixin, MakerApiMixin):
         app.router.add_get("/hub/advanced/{name}", self._handle_hub_advanced)
         app.router.add_post("/hub/reboot", self._handle_hub_reboot)
         app.router.add_get("/hub/reboot", self._handle_hub_reboot_get, allow_head=False)
+        self.add_relay_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -108,7 +110,8 @@ class HubitatSim(HubHealthMixin, MakerApiMixin):
         self.requests.append((request.method, path))
         if path == "/eventsocket":
             return await handler(request)
-        is_poll = path.endswith("/devices/all") and path.startswith("/apps/api/")
+        maker = path.startswith(("/apps/api/", "/api/"))  # on the LAN or through the cloud relay
+        is_poll = path.endswith("/devices/all") and maker
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         if is_poll:
@@ -119,7 +122,7 @@ class HubitatSim(HubHealthMixin, MakerApiMixin):
         try:
             if self.response_delay > 0:
                 await asyncio.sleep(self.response_delay)
-            if overloaded and path.startswith("/apps/api/"):
+            if overloaded and maker:
                 # Bursts of simultaneous Maker API calls get HTTP 500 (node-red #46, ref §5.6).
                 return error_page(500)
             return await handler(request)

@@ -125,6 +125,7 @@ class Bridge:
             "eventsocket_timeout": "3s",
         }
         hub_cfg.update(hub)
+        hub_cfg = {k: v for k, v in hub_cfg.items() if v is not None}  # None: leave the key out
         config = {
             "state_dir": str(directory / "state"),
             "listen": listen,
