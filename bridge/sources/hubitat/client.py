@@ -21,8 +21,11 @@ from bridge.errors import HubAuthError, HubProtocolError, HubUnavailable
 from bridge.events import shorten
 from bridge.http import parse_retry_after, transport_problem
 from bridge.sources.hubitat.config import HubitatConfig
+from bridge.sources.hubitat.storm import StormWatch
 from bridge.sources.hubitat.values import NotJson, loads
 
+# What the cloud relay answers itself [INF] (module docstring): never the hub's own verdict.
+RELAY_STATUSES = frozenset({408, 429, 502, 503, 504})
 # /devices/all of a few hundred devices is well under a megabyte; anything this large is not a hub answer.
 MAX_BODY = 32 * 1024 * 1024
 
@@ -34,9 +37,10 @@ def _snippet(text: str, n: int = 80) -> str:
 class MakerApi:
     """GETs under ``<url>/apps/api/<app_id>/`` for one hub."""
 
-    def __init__(self, cfg: HubitatConfig, session: aiohttp.ClientSession) -> None:
+    def __init__(self, cfg: HubitatConfig, session: aiohttp.ClientSession, storm: StormWatch | None = None) -> None:
         self.cfg = cfg
         self.session = session
+        self.storm = storm
         self.base = cfg.maker_base
         self.limit = asyncio.Semaphore(cfg.max_concurrency)
         self.timeout = aiohttp.ClientTimeout(total=cfg.request_timeout)
@@ -77,7 +81,10 @@ class MakerApi:
                 f"app {self.cfg.app_id} is the Maker API instance it belongs to",
             )
         starting = "starting up" in text.lower()
-        if self.cfg.cloud and not starting:
+        relay = self.cfg.cloud and not starting and status in RELAY_STATUSES
+        if self.storm is not None and not relay:
+            await self.storm.answered(status, starting=starting)  # a run of 5xx is the hub struggling
+        if relay:
             self._relay_error(where, status, text, retry_after)
         if starting or status in (502, 503, 504):
             raise HubUnavailable(hub, f"{where}: the hub is starting up or overloaded (HTTP {status})", status)
