@@ -39,6 +39,10 @@ class HubitatSim(HubHealthMixin, CloudRelayMixin):
         self.overload_limit: int | None = None  # >N concurrent Maker API requests -> HTTP 500 (ref §5.6)
         # --- faults -------------------------------------------------------------------------------------------
         self.response_delay: float = 0.0  # seconds before any HTTP request is handled
+        #: A "500 storm" (a hub about to wedge): every HTTP request but /eventsocket gets the hub's HTML 500 page,
+        #: Maker API (LAN or through the relay) and admin endpoints alike, until switched off.
+        self.storm: bool = False
+        self.storm_answers: int = 0  # 500s the storm gave
         # --- observation --------------------------------------------------------------------------------------
         self.requests: list[tuple[str, str]] = []  # (method, path without the query) in arrival order
         self.max_in_flight: int = 0
@@ -122,6 +126,9 @@ class HubitatSim(HubHealthMixin, CloudRelayMixin):
         try:
             if self.response_delay > 0:
                 await asyncio.sleep(self.response_delay)
+            if self.storm and not (path.startswith("/api/") and self.relay_fault is not None):
+                self.storm_answers += 1
+                return error_page(500)
             if overloaded and maker:
                 # Bursts of simultaneous Maker API calls get HTTP 500 (node-red #46, ref §5.6).
                 return error_page(500)
