@@ -39,6 +39,8 @@ class HubHealthMixin(EventSocketMixin):
         # --- faults ---------------------------------------------------------------------------------------------
         #: Hub-root paths (e.g. "/hub/advanced/freeOSMemoryLast", "/hub2/hubData") that 404 as on older firmware.
         self.missing_endpoints: set[str] = set()
+        #: Hub security (a login) on: admin endpoints redirect to /login (ref §4: thebearmay detects it this way).
+        self.hub_security: bool = False
 
     def set_health(
         self,
@@ -84,9 +86,16 @@ class HubHealthMixin(EventSocketMixin):
             payload = fixture_json("hub_status.json")
         return body(json.dumps(payload, separators=(",", ":")), TEXT_HTML)
 
+    def _login_redirect(self, request: web.Request) -> web.StreamResponse | None:
+        if not self.hub_security:
+            return None
+        return web.Response(status=302, headers={"Location": f"http://{request.host}/login"})
+
     async def _handle_hub_data(self, request: web.Request) -> web.StreamResponse:
         if self.starting_up:
             return starting_up_page(self.starting_up_status)
+        if (login := self._login_redirect(request)) is not None:
+            return login
         if request.path in self.missing_endpoints:
             return not_found()
         data = fixture_json("hubData.json")
@@ -109,6 +118,8 @@ class HubHealthMixin(EventSocketMixin):
     async def _handle_hub_advanced(self, request: web.Request) -> web.StreamResponse:
         if self.starting_up:
             return starting_up_page(self.starting_up_status)
+        if (login := self._login_redirect(request)) is not None:
+            return login
         if request.path in self.missing_endpoints:
             return not_found()
         plain = {

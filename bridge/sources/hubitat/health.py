@@ -160,6 +160,7 @@ class HubHealth:
         self.limit = asyncio.Semaphore(1)
         self.timeout = aiohttp.ClientTimeout(total=cfg.request_timeout)
         self.missing: set[str] = set()  # endpoints the hub does not have (404): not asked again
+        self.refused: set[str] = set()  # endpoints behind the hub's login (a redirect): not asked again either
 
     async def read(self) -> list[Reading]:
         """The hub's health now as ``kind: hub`` readings. Raises HubUnavailable when the hub struggles."""
@@ -191,7 +192,7 @@ class HubHealth:
 
     async def _get(self, path: str) -> str | None:
         """The body of ``GET <hub><path>``; None when the hub does not have the endpoint (or wants a login)."""
-        if path in self.missing:
+        if path in self.missing or path in self.refused:
             return None
         hub, where = self.cfg.name, f"GET {path}"
         async with self.limit:
@@ -217,7 +218,7 @@ class HubHealth:
             self.hub.log.info("the hub has no such health endpoint (older firmware?); not asking again", path=path)
             return None
         if 300 <= status < 400:
-            self.missing.add(path)
+            self.refused.add(path)
             self.hub.log.warning(
                 "the hub redirects a health endpoint (hub security on?); not asking again",
                 path=path,

@@ -199,3 +199,22 @@ async def test_a_rate_limited_bridge_waits_as_long_as_the_relay_asks(
     sim.relay_fault = None
     times = sim.requests.times[before:]
     assert times[1] - times[0] >= 0.95, times
+
+
+async def test_an_unknown_hub_uid_and_an_unreachable_relay_name_the_problem_without_the_token(
+    tmp_path: Path, sim: TrackingSim, bridges: list[Bridge], log_stream: io.StringIO
+) -> None:
+    """A wrong hub UID says to check app_id, UID and the cloud toggle; a relay that cannot be reached says so."""
+    b = await start_bridge(
+        bridges, tmp_path, sim, url=f"{sim.url}/api/{UID[:-4]}ffff", eventsocket=None, poll_interval=None
+    )
+    await wait_until(lambda: b.status.state == "offline", what="the poll to fail")
+    assert "no Maker API app" in b.status.detail and "Remote / Cloud" in b.status.detail
+    port = sim.port
+    await b.stop()
+    bridges.remove(b)
+    await sim.stop()  # nothing listens there now: the relay is unreachable
+    gone = await start_bridge(bridges, tmp_path, sim, url=f"http://127.0.0.1:{port}/api/{UID}", eventsocket=None)
+    await wait_until(lambda: gone.status.state == "offline", what="the poll to fail")
+    assert "cannot connect" in gone.status.detail
+    assert TOKEN not in log_stream.getvalue() and TOKEN not in gone.status.detail

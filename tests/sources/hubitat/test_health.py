@@ -226,3 +226,18 @@ async def test_health_is_off_by_default(tmp_path: Path, sim: GatedSim, bridges: 
     await b.settled()
     assert not [p for _, p in sim.requests if p.startswith("/hub")]
     assert not b.find(kind="hub")
+
+
+async def test_hub_security_redirects_are_one_warning_each_and_maker_api_goes_on(
+    tmp_path: Path, sim: GatedSim, bridges: list[Bridge], logs: list[dict[str, Any]]
+) -> None:
+    """With a hub login on, each admin endpoint is one warning and not asked again; device events still flow."""
+    sim.hub_security = True
+    b = await start_bridge(bridges, tmp_path, sim, health=True, eventsocket=False)
+    await b.settled()
+    await wait_until(lambda: b.status.health_rounds >= 1, what="the first health round")
+    await health_round(b)
+    warned = log_lines(logs, "warning", "hub security on?")
+    assert len(warned) == 4 and all(e["location"].endswith("/login") for e in warned)
+    assert sim.count("/hub2/hubData") == 1, "not asked again"
+    assert not b.find(kind="hub") and b.find(kind="device")
