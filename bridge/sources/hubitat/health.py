@@ -148,6 +148,18 @@ def _hub_data(text: str) -> list[HealthValue]:
         raise HealthFormatError(f"expected JSON, got {kind}: {_shown(text)}") from None
 
 
+async def _read_bounded(resp: aiohttp.ClientResponse) -> bytes:
+    """The whole body, or its first MAX_BODY + 1 bytes (then the caller refuses it): a hub page is never this big."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY:
+            break
+    return b"".join(chunks)
+
+
 class HubHealth:
     """One round of health reads against the hub's admin endpoints, one request at a time."""
 
@@ -201,7 +213,7 @@ class HubHealth:
                     f"{self.cfg.url}{path}", timeout=self.timeout, allow_redirects=False
                 ) as resp:
                     status, location = resp.status, resp.headers.get("Location", "")
-                    raw = await resp.content.read(MAX_BODY + 1)
+                    raw = await _read_bounded(resp)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 raise HubUnavailable(
                     hub, f"{where}: {transport_problem(exc, self.cfg.url, self.cfg.request_timeout)}"

@@ -241,3 +241,16 @@ async def test_hub_security_redirects_are_one_warning_each_and_maker_api_goes_on
     assert len(warned) == 4 and all(e["location"].endswith("/login") for e in warned)
     assert sim.count("/hub2/hubData") == 1, "not asked again"
     assert not b.find(kind="hub") and b.find(kind="device")
+
+
+async def test_an_answer_in_an_unknown_format_is_one_warning_and_the_rest_still_arrives(
+    tmp_path: Path, sim: GatedSim, bridges: list[Bridge], logs: list[dict[str, Any]]
+) -> None:
+    """A memory page that is not the CSV costs only its own values, with one warning; temperature etc. still come."""
+    sim.memory_csv = "<html><body>Memory: lots</body></html>"
+    b = await start_bridge(bridges, tmp_path, sim, health=True, eventsocket=False)
+    await wait_until(lambda: b.status.health_rounds >= 1, what="the first health round")
+    await health_round(b)
+    assert not hub_events(b, "free_os_memory") and hub_events(b, "internal_temperature")
+    (warned,) = log_lines(logs, "warning", "not understood")
+    assert warned["path"] == "/hub/advanced/freeOSMemoryLast" and "CSV" in warned["error"]
