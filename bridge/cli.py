@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     demo.add_argument("--dir", default=None, help="keep state and events here instead of a temporary directory")
 
+    app = sub.add_parser("splunk-app", help="write the Splunk app (dashboards, alerts) as hubbridge-<version>.tgz")
+    app.add_argument("--out", default=".", help="directory to write it to (default: the current one)")
+
     spool = sub.add_parser("spool", help="inspect the journal")
     spool_sub = spool.add_subparsers(dest="spool_command", required=True)
     dl = spool_sub.add_parser("dead-letters", help="list events a sink could never deliver, newest first")
@@ -73,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             code: int = run_demo(duration=args.duration, directory=args.dir)
             return code
+        if args.command == "splunk-app":
+            from bridge.splunk_app import run_splunk_app
+
+            return run_splunk_app(args.out)
         if args.command == "spool" and args.spool_command == "dead-letters":
             return _dead_letters(args.config, args.sink, args.json, args.limit)
         if args.command == "spool" and args.spool_command == "drop-sink":
