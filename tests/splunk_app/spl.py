@@ -171,7 +171,9 @@ def analyse(
             if m is None:
                 usage.problems.append(f"{name}: no where clause")
                 continue
-            allowed = (set(indexed) if name == "tstats" else set(dimensions)) | {"index", "sourcetype", "_time"}
+            allowed = {"index", "sourcetype", "_time"} | (
+                set(indexed) if name == "tstats" else set(dimensions) | {"metric_name", "_value"}
+            )
             aggs = re.sub(r"\w+=\S+", "", m.group("aggs"))  # prestats=true
             where = re.sub(r"\bspan=\S+", "", m.group("where"))
             by = re.sub(r"\bspan=\S+", "", m.group("by") or "")
@@ -181,8 +183,11 @@ def analyse(
                 outputs = set()
                 for a in _AGG.finditer(aggs):
                     if a.group("arg"):
-                        usage.metrics.add(a.group("arg"))
+                        if a.group("arg") != "_value":
+                            usage.metrics.add(a.group("arg"))
                         outputs.add(a.group("alias") or a.group("arg"))
+                names = re.search(r"\bmetric_name\s+IN\s*\(([^)]*)\)", where, re.IGNORECASE)
+                usage.metrics |= {n.strip() for n in names.group(1).split(",")} if names else set()
             _search_terms(where, usage, allowed, name)
             groups = [f for f in re.split(r"[\s,]+", by) if f]
             for f in groups:

@@ -148,7 +148,8 @@ def test_the_checker_catches_a_field_the_bridge_does_not_send() -> None:
 
 
 def test_the_climate_dashboard_reads_metrics_with_mstats() -> None:
-    """Temperature and humidity come from the metrics index by room (a dimension the sink sends) with mstats."""
+    """Temperature and humidity (Hubitat's names and Homey's capabilities) come from the metrics index by room (a
+    dimension the sink sends) with mstats."""
     queries = [
         ds["options"]["query"]
         for ds in _definition(APP / "default/data/ui/views/hubbridge_climate.xml")["dataSources"].values()
@@ -159,5 +160,5 @@ def test_the_climate_dashboard_reads_metrics_with_mstats() -> None:
             usage = analyse(q, MACROS, KNOWN, indexed=INDEXED, dimensions=DIMENSIONS)
             metrics |= usage.metrics
             assert "room" in usage.fields
-    assert metrics == {"temperature", "humidity"}
+    assert metrics == {"temperature", "humidity", "measure_temperature", "measure_humidity"}
     assert "room" in DIMENSIONS
