@@ -259,9 +259,9 @@ def _homey(day: _Day) -> None:
     """The cabin's Homey: a thermometer, a door, motion, and Logic variables (device_id null, kind variable)."""
     rng = day.rng
     devices = {
-        "thermo": ("6f1c2a4e-0b7d-4a55-9b1e-2f7c3d9a1b01", "Cabin Thermometer", "Living room"),
-        "door": ("a3e9b2c1-55d4-4f0e-8a6b-7c2d1e9f3a02", "Cabin Door", "Hall"),
-        "motion": ("c7d2e1f0-2b3a-4c5d-9e8f-1a2b3c4d5e03", "Cabin Motion", "Living room"),
+        "thermo": ("6f1c2a4e-0b7d-4a55-9b1e-2f7c3d9a1b01", "Cabin Thermometer", "Cabin lounge"),
+        "door": ("a3e9b2c1-55d4-4f0e-8a6b-7c2d1e9f3a02", "Cabin Door", "Cabin hall"),
+        "motion": ("c7d2e1f0-2b3a-4c5d-9e8f-1a2b3c4d5e03", "Cabin Motion", "Cabin lounge"),
     }
 
     def dev(t: int, key: str, attribute: str, value: Any, unit: str | None = None) -> None:
@@ -352,11 +352,12 @@ def sample_events(start: float, seed: int = 7) -> Iterator[Event]:
 def write_sample(path: Path, start: float | None = None, seed: int = 7) -> SampleSummary:
     """Write the day's HEC envelopes (events and, with ``metrics: also``, metrics) to ``path``, one per line.
 
-    ``start`` defaults to 24 hours before the current hour, so the whole day falls in a dashboard's "Last 24
-    hours" right after the upload.
+    ``start`` defaults to yesterday's midnight (local time), so the day's clock matches the events (people leave
+    at nine, the heating sets back at eleven) and the whole day is the time range "Yesterday".
     """
     if start is None:
-        start = (int(time.time()) // 3600) * 3600 - DAY
+        today = time.localtime()
+        start = time.mktime((today.tm_year, today.tm_mon, today.tm_mday - 1, 0, 0, 0, 0, 0, -1))
     start = float(start)  # envelope times are epoch seconds with a fraction, as the bridge sends them
     cfg = SplunkHecSinkConfig.model_validate(
         {

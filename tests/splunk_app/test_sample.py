@@ -8,6 +8,7 @@ hold what each alert looks for, so a user who loads it sees every panel and aler
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ def _envelopes(path: Path) -> list[dict[str, Any]]:
 
 def test_the_command_writes_a_day_of_hec_envelopes_in_the_contracts_shape(tmp_path: Path, capsys: Any) -> None:
     """Every line is one HEC envelope; events carry exactly the 14 contract fields in order, unique ids, and times
-    spanning the 24 hours before the current hour; numbers also go out as metrics with the sink's dimensions."""
+    spanning yesterday from midnight (so its clock matches the day's events); numbers also go out as metrics with
+    the sink's dimensions."""
     out = tmp_path / "sample.json"
     assert main(["demo", "--splunk-sample", str(out)]) == 0
     assert f"{out}:" in capsys.readouterr().out
@@ -44,6 +46,9 @@ def test_the_command_writes_a_day_of_hec_envelopes_in_the_contracts_shape(tmp_pa
     assert len({e["event"]["id"] for e in events}) == len(events)
     times = [e["time"] for e in envelopes]
     assert max(times) - min(times) > DAY - 3600
+    first = time.localtime(min(times))
+    yesterday = time.localtime(time.time() - DAY)
+    assert (first.tm_year, first.tm_yday, first.tm_hour, first.tm_min) == (yesterday.tm_year, yesterday.tm_yday, 0, 0)
     for env in metrics:
         assert env["index"] == "home_metrics"
         [name] = [k for k in env["fields"] if k.startswith("metric_name:")]
