@@ -50,6 +50,7 @@ def test_command_writes_an_archive_with_the_layout_splunk_expects(tmp_path: Path
 
 def test_the_app_in_the_repository_says_the_bridges_version() -> None:
     """app.conf as checked in (what a user unpacking splunk/hubbridge by hand gets) carries the current version."""
+    assert (Path(__file__).resolve().parents[2] / "splunk" / "hubbridge").resolve() == app_dir().resolve()
     conf = _conf((app_dir() / "default" / "app.conf").read_text(encoding="utf-8"))
     assert conf["id"]["version"] == conf["launcher"]["version"] == __version__
 
