@@ -94,6 +94,9 @@ def _check(path: str) -> int:
         f"{path}: OK ({len(cfg.hubs)} hub(s): {', '.join(h.name for h in cfg.hubs) or '-'}; "
         f"{len(cfg.sinks)} sink(s): {', '.join(s.name for s in cfg.sinks)})"
     )
+    for sink in cfg.sinks:  # valid, but worth knowing (an unsigned webhook...)
+        for note in getattr(sink, "check_notes", list)():
+            print(f"note: {note}")
     return EXIT_OK
 
 
