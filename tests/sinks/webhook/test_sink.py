@@ -251,3 +251,23 @@ async def test_unusable_secret_holds_with_a_clear_line(tmp_path: Path) -> None:
         await wait_until(lambda: r.delivery.status.state == "holding", "the sink holds")
         assert "not-a-whsec" not in r.delivery.status.detail
         assert len(r.sim.received) == 0
+
+
+def test_the_example_relay_block_loads(tmp_path: Path) -> None:
+    """The webhook block of config.example.yaml, uncommented, passes `check`: the documented keys are real."""
+    from bridge.config import load_config
+
+    text = (Path(__file__).resolve().parents[3] / "config.example.yaml").read_text(encoding="utf-8")
+    block = text[text.index("  # - name: relay") :].splitlines()
+    lines = [line.replace("  # ", "  ", 1).replace("#   ", "  ", 1) for line in block if line.startswith("  #")]
+    sinks = "\n".join(line for line in lines if not line.lstrip().startswith("# ")).replace(
+        "/etc/hubbridge/relay-ca.pem", ""
+    )
+    sinks = sinks.replace("tls: {verify: true, ca_file: }", "tls: {verify: true}")
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(f"state_dir: ./s\nhubs: []\nsinks:\n{sinks}\n", encoding="utf-8")
+    cfg = load_config(cfg_path, env={"WEBHOOK_SECRET": SECRET, "WEBHOOK_OLD_SECRET": OLD_SECRET})
+    (relay,) = cfg.sinks
+    assert relay.type == "webhook" and relay.max_retry_time == 3600.0
+    assert relay.filters.deadband == {"temperature": 0.2, "power": 5}
+    assert relay.filters.include[1].device == ["Front Door*"]
