@@ -34,6 +34,9 @@ def test_demo_shows_events_and_writes_the_file(tmp_path: Path) -> None:
     # The same events reached the simulated Splunk HEC, and the demo says what it indexed.
     assert f"{len(lines)} indexed by the Splunk simulator" in out
     assert "index=smarthome" in out
+    # The relay got them too, every request signed, minus what its temperature deadband held back.
+    relayed = int(out.split(" relayed to the webhook receiver")[0].rsplit(None, 1)[-1])
+    assert 0 < relayed <= len(lines) and "; 0 request(s) with a bad signature" in out
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
