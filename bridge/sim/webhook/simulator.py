@@ -58,12 +58,16 @@ class Received:
 
     def events(self) -> list[dict[str, Any]]:
         """The events the request carried: one object, or each item of an array (none if the body is not JSON)."""
-        try:
-            data = json.loads(self.body)
-        except ValueError:
-            return []
-        items = data if isinstance(data, list) else [data]
-        return [e for e in items if isinstance(e, dict)]
+        return events_of(self.body)
+
+
+def events_of(body: bytes) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    items = data if isinstance(data, list) else [data]
+    return [e for e in items if isinstance(e, dict)]
 
 
 class WebhookSim:
@@ -161,7 +165,7 @@ class WebhookSim:
         self.received.append(rec)
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         rec.peer = peer[1] if peer else None
-        events = rec.events() if self.reject is not None else []
+        events = events_of(body) if self.reject is not None else []
         if request.path != self.path:
             reply = Reply(404, "Not Found")
         else:
@@ -182,7 +186,7 @@ class WebhookSim:
         rec.status = reply.status
         if 200 <= reply.status < 300:
             if not events:
-                events = rec.events()
+                events = events_of(body)
             self.count += 1
             self.event_count += len(events)
             if self.record_bodies:
