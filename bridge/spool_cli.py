@@ -225,7 +225,7 @@ class Spool:
             if as_json:
                 print(json.dumps(info))
                 continue
-            age = f"{oldest:g}s" if oldest is not None else "-"
+            age = _age(oldest) if oldest is not None else "-"
             print(
                 f"{name:<20} backlog={info['backlog'] if cursor is not None else '-'} oldest={age} "
                 f"in_flight={'-' if flying is None else flying} dead_letters={info['dead_letters']} "
@@ -312,6 +312,18 @@ class Spool:
             raise
         print(f"purged {gone} dead letter(s) of sink {sink}", file=sys.stderr)
         return EXIT_OK
+
+
+def _age(seconds: float) -> str:
+    """``42s``, ``5m12s``, ``3h04m``, ``12d03h``: an age as an operator reads it."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def _live_status(cfg: BridgeConfig) -> dict[str, dict[str, Any]] | None:

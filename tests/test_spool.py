@@ -150,3 +150,10 @@ async def test_replay_and_purge_by_time(tmp_path: Path, capsys: pytest.CaptureFi
             assert len(sim.received) == 2
         code, out, _ = await spool(capsys, "dead-letters", "-c", str(cfg), "--sink", "relay", "--json")
         assert len(out.splitlines()) == 1
+
+
+def test_ages_read_as_an_operator_reads_them() -> None:
+    """`spool stats` shows the oldest undelivered event's age in units a person reads at a glance."""
+    from bridge.spool_cli import _age
+
+    assert [_age(s) for s in (5, 312, 3 * 3600 + 240, 12 * 86400 + 3 * 3600)] == ["5s", "5m12s", "3h04m", "12d03h"]

@@ -6,6 +6,7 @@ would see. Every signature is checked with the official ``standardwebhooks`` lib
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -271,3 +272,17 @@ def test_the_example_relay_block_loads(tmp_path: Path) -> None:
     assert relay.type == "webhook" and relay.max_retry_time == 3600.0
     assert relay.filters.deadband == {"temperature": 0.2, "power": 5}
     assert relay.filters.include[1].device == ["Front Door*"]
+
+
+async def test_one_log_line_per_state_change_not_per_attempt(tmp_path: Path, log_stream: io.StringIO) -> None:
+    """Five failed attempts in a row log one warning when it starts and one line when delivery is back."""
+    sim = WebhookSim(secrets=[SECRET])
+    sim.script = [Reply(503, "busy")] * 5
+    async with sim, rig(tmp_path, sim) as r:
+        await r.send([event()])
+        await r.settled()
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines() if line.strip()]
+    failed = [ln for ln in lines if ln.get("event") == "sink delivery failed; will retry"]
+    again = [ln for ln in lines if ln.get("event") == "sink delivering again"]
+    assert len(sim.received) == 6
+    assert len(failed) == 1 and len(again) == 1 and again[0]["after_attempts"] == 5
