@@ -153,8 +153,8 @@ class Delivery:
                     if not self._window[0].done:
                         await self._finished.wait()
                     continue
-                extra = await self._extra(pos)
-                if extra is None:
+                batch = await self._extra(pos)
+                if batch is None:
                     if not await self._wait_events(pos):
                         continue
                     await self._fill(pos)
@@ -164,11 +164,11 @@ class Delivery:
                     upto = records[-1].seq
                     if self.filters is not None and self.filters.active:
                         send, filtered, state = self.filters.decide(records)
-                        extra = _Batch(send, upto, filtered=filtered, state=state)
+                        batch = _Batch(send, upto, filtered=filtered, state=state)
                     else:
-                        extra = _Batch(records, upto)
+                        batch = _Batch(records, upto)
                     pos = upto
-                self._launch(extra, tg)
+                self._launch(batch, tg)
 
     def _launch(self, batch: _Batch, tg: asyncio.TaskGroup) -> None:
         self._window.append(batch)
