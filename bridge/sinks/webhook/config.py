@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from bridge.options import Duration, HttpUrl, RetryOptions, SecretField, SinkConfigBase, Size, TlsOptions
+from bridge.sinks.webhook.signing import secret_key
 
 # RFC 9110 token characters: what a header name may hold (aiohttp would refuse anything else at the first request).
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -64,9 +65,19 @@ class WebhookSinkConfig(SinkConfigBase):
         return v
 
     @model_validator(mode="after")
-    def _rotation(self) -> WebhookSinkConfig:
+    def _secrets(self) -> WebhookSinkConfig:
         if self.previous_secret is not None and self.secret is None:
             raise ValueError("previous_secret needs secret (the new secret requests are signed with)")
+        # An inline secret is checked now, by `check`; a file's content when it is read (it may change).
+        for key, secret in (("secret", self.secret), ("previous_secret", self.previous_secret)):
+            if secret is not None and secret.path is None:
+                try:
+                    secret_key(secret.get())
+                except ValueError as exc:
+                    raise ValueError(f"{key}: {exc}") from None
+        for name, value in self.headers.items():
+            if value.path is None and any(c in value.get() for c in "\r\n\0"):
+                raise ValueError(f"the value of header {name} holds a line break or NUL; give it on one line")
         return self
 
     def check_notes(self) -> list[str]:

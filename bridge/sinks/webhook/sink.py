@@ -118,7 +118,12 @@ class WebhookSink(Sink):
         keys = self._keys()
         if isinstance(keys, str):
             return keys
-        headers = {name: value.get() for name, value in self.config.headers.items() if isinstance(value, Secret)}
+        try:
+            headers = {name: value.get() for name, value in self.config.headers.items()}
+        except OSError as exc:
+            return f"cannot read a header value's file: {exc.strerror or exc}"
+        if any(c in v for v in headers.values() for c in "\r\n\0"):
+            return "a header value (from its file) holds a line break or NUL; give it on one line"
         headers["Content-Type"] = "application/json"
         headers["webhook-id"] = msg_id
         if keys:

@@ -16,6 +16,7 @@ import standardwebhooks
 from pydantic import ValidationError
 
 from bridge.cli import main
+from bridge.options import Secret
 from bridge.sim.webhook import Reply, WebhookSim
 from bridge.sinks.base import Delivered, Hold, Rejected, Retry, TooLarge
 from bridge.sinks.webhook.classify import classify
@@ -244,8 +245,15 @@ async def test_header_secrets_never_in_reasons(tmp_path: Path) -> None:
 
 
 async def test_unusable_secret_holds_with_a_clear_line(tmp_path: Path) -> None:
-    """A secret that is not whsec_ base64 fails the health check and holds events, saying what is wrong."""
-    async with rig(tmp_path, secret="not-a-whsec-secret") as r:
+    """A secret that is not whsec_ base64 is refused by `check` when inline; in a file (read when used, it may
+    change) it fails the health check and holds events, saying what is wrong and never the secret."""
+    with pytest.raises(ValidationError, match="secret: a Standard Webhooks secret starts with whsec_"):
+        config("http://x", secret="not-a-whsec-secret")
+    with pytest.raises(ValidationError, match="line break"):
+        config("http://x", headers={"X-Token": "a\nb"})
+    bad = tmp_path / "secret"
+    bad.write_text("not-a-whsec-secret\n", encoding="utf-8")
+    async with rig(tmp_path, secret=Secret(path=bad)) as r:
         health = await r.sink.health()
         assert not health.ok and "starts with whsec_" in health.detail
         await r.send([event()])
