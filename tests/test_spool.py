@@ -25,12 +25,12 @@ from tests.helpers import wait_until
 from tests.sinks.webhook.rig import SECRET, encoded, event
 
 
-def write(tmp: Path, url: str) -> Path:
+def write(tmp: Path, url: str, listen: str = "127.0.0.1:0") -> Path:
     cfg = tmp / "hubbridge.yaml"
     cfg.write_text(
         f"""\
 state_dir: {tmp}/state
-listen: 127.0.0.1:0
+listen: {listen}
 log: {{level: warning}}
 hubs: []
 sinks:
@@ -157,3 +157,28 @@ def test_ages_read_as_an_operator_reads_them() -> None:
     from bridge.spool_cli import _age
 
     assert [_age(s) for s in (5, 312, 3 * 3600 + 240, 12 * 86400 + 3 * 3600)] == ["5s", "5m12s", "3h04m", "12d03h"]
+
+
+async def test_stats_shows_in_flight_from_the_running_bridge(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a slow receiver, `spool stats` shows the events on their way (asked of the running bridge) and the
+    backlog; with the bridge stopped, in flight is unknown (shown as such), not zero."""
+    import socket
+
+    with socket.socket() as s:  # a free port for the listener: stats asks the running bridge on it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with WebhookSim() as sim:
+        sim.default = Reply(200, delay=1.0)
+        cfg = write(tmp_path, sim.url, listen=f"127.0.0.1:{port}")
+        async with bridge(cfg) as runtime:
+            await runtime.journal.append(encoded([event(device_id=str(i)) for i in range(6)]), [])
+            await wait_until(lambda: len(sim.received) >= 4, "four requests on their way")
+            code, out, _ = await spool(capsys, "stats", "-c", str(cfg), "--json")
+            relay = next(s for s in map(json.loads, out.splitlines()) if s["sink"] == "relay")
+            assert code == 0 and relay["in_flight"] == 4 and relay["backlog"] == 6 and relay["state"] == "ok"
+            assert relay["oldest_undelivered_age"] > 0
+        code, out, _ = await spool(capsys, "stats", "-c", str(cfg), "--json")
+        relay = next(s for s in map(json.loads, out.splitlines()) if s["sink"] == "relay")
+        assert relay["in_flight"] is None and relay["backlog"] == 0
