@@ -21,6 +21,7 @@ from bridge.logs import setup_logging
 from bridge.runtime import Runtime
 from bridge.sim.hec import HecSim
 from bridge.sim.hubitat import HubitatSim
+from bridge.sim.webhook import WebhookSim
 
 DEMO_CONFIG = """\
 state_dir: {dir}/state
@@ -49,7 +50,15 @@ sinks:
     index: smarthome
     batch:
       max_wait: 500ms
+  - name: relay
+    type: webhook
+    url: {relay_url}
+    secret: ${{DEMO_WEBHOOK_SECRET}}
+    filters:
+      deadband: {{temperature: 0.5}}
 """
+# A Standard Webhooks secret for the demo's relay (whsec_ + base64); the simulated receiver checks every signature.
+DEMO_WEBHOOK_SECRET = "whsec_ZGVtby1yZWxheS1zZWNyZXQtMDEyMzQ1"
 
 
 def _show(events: list[Event]) -> None:
@@ -68,11 +77,19 @@ async def _demo(duration: float | None, directory: Path) -> int:
     sim.duplicate_frame_rate = 0.05  # the real eventsocket repeats frames; the diff drops the repeats
     sim.split_frame_rate = 0.05
     await sim.start()
+    relay = WebhookSim(secrets=[DEMO_WEBHOOK_SECRET], require_signature=True)
+    await relay.start()
     cfg_path = directory / "hubbridge.yaml"
     cfg_path.write_text(
-        DEMO_CONFIG.format(dir=directory, hub_url=sim.url, app_id=sim.app_id, hec_url=hec.url), encoding="utf-8"
+        DEMO_CONFIG.format(dir=directory, hub_url=sim.url, app_id=sim.app_id, hec_url=hec.url, relay_url=relay.url),
+        encoding="utf-8",
     )
-    cfg = load_config(cfg_path, env={"DEMO_HUB_TOKEN": sim.access_token, "DEMO_HEC_TOKEN": "demo-hec-token"})
+    env = {
+        "DEMO_HUB_TOKEN": sim.access_token,
+        "DEMO_HEC_TOKEN": "demo-hec-token",
+        "DEMO_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
+    }
+    cfg = load_config(cfg_path, env=env)
     setup_logging(cfg.log.level, "console")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -81,6 +98,7 @@ async def _demo(duration: float | None, directory: Path) -> int:
             loop.add_signal_handler(sig, stop.set)
     print(f"hubbridge demo: simulated Hubitat hub at {sim.url}")
     print(f"  sinks: {directory / 'events.jsonl'} and a simulated Splunk HEC at {hec.url} (index smarthome)")
+    print(f"  relay: a simulated webhook receiver at {relay.url} (signed; temperature deadband 0.5)")
     print("Ctrl-C to stop.\n")
     runtime = Runtime(cfg, on_events=_show)
     activity: asyncio.Task[None] | None = None
@@ -114,6 +132,22 @@ async def _demo(duration: float | None, directory: Path) -> int:
                 )
                 seen = len(events)
 
+    async def relay_report() -> None:
+        # What the (simulated) webhook receiver accepted, each request's signature checked.
+        seen = 0
+        while True:
+            await asyncio.sleep(5.0)
+            got = relay.delivered()
+            if len(got) > seen:
+                latest = got[-1]
+                print(
+                    f"          relay     received {len(got) - seen} new event(s) by webhook, {len(got)} in all, every "
+                    f"signature verified; latest: {latest['device'] or latest['kind']} "
+                    f"{latest['attribute']}={latest['value']!r}",
+                    flush=True,
+                )
+                seen = len(got)
+
     async def timer() -> None:
         if duration is not None:
             await asyncio.sleep(duration)
@@ -126,15 +160,23 @@ async def _demo(duration: float | None, directory: Path) -> int:
             stopper = tg.create_task(timer(), name="demo-timer")
             reporter = tg.create_task(splunk_report(), name="demo-splunk-report")
             weather = tg.create_task(hub_weather(), name="demo-hub-health")
+            relayer = tg.create_task(relay_report(), name="demo-relay-report")
             await stop.wait()
-            for task in (activity, stopper, reporter, weather):
+            for task in (activity, stopper, reporter, weather, relayer):
                 task.cancel()
     finally:
         await sim.stop()
         await hec.stop()
+        await relay.stop()
     lines = (directory / "events.jsonl").read_text(encoding="utf-8").count("\n")
     indexed = len(hec.events())
+    relayed = len(relay.delivered())
+    refused = sum(1 for q in relay.received if q.verified is not True)
     print(f"\nstopped: {lines} event(s) in {directory / 'events.jsonl'}; {indexed} indexed by the Splunk simulator")
+    print(
+        f"         {relayed} relayed to the webhook receiver ({lines - relayed} held back by the temperature "
+        f"deadband); {refused} request(s) with a bad signature"
+    )
     return 0
 
 

@@ -24,6 +24,7 @@ from bridge.config import BridgeConfig
 from bridge.delivery import Delivery, SinkStatus
 from bridge.errors import BridgeError
 from bridge.events import shorten
+from bridge.filters import FilterEngine
 from bridge.journal import Journal, SinkSpec, StateDirLock, prepare_state_dir
 from bridge.options import HubConfigBase, SinkConfigBase
 from bridge.pipeline import Listener, Pipeline
@@ -146,7 +147,8 @@ class SinkSlot:
                 else:
                     log.warning("sink not healthy; events wait in the journal", sink=sink.name, detail=health.detail)
             self._first = False
-            self.delivery = Delivery(sink, self.journal, options, status=self.status)
+            filters = FilterEngine(self.cfg.filters)
+            self.delivery = Delivery(sink, self.journal, options, status=self.status, filters=filters)
             await self.delivery.run()
 
     @property

@@ -39,6 +39,9 @@ def test_demo_shows_events_and_writes_the_file(tmp_path: Path) -> None:
     health = {ev["attribute"]: ev for ev in events if ev["kind"] == "hub" and ev["device_id"] is None}
     assert health["free_os_memory"]["unit"] == "KB" and isinstance(health["free_os_memory"]["value"], int)
     assert isinstance(health["cpu_load_5m"]["value"], float)
+    # The relay got them too, every request signed, minus what its temperature deadband held back.
+    relayed = int(out.split(" relayed to the webhook receiver")[0].rsplit(None, 1)[-1])
+    assert 0 < relayed <= len(lines) and "; 0 request(s) with a bad signature" in out
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:

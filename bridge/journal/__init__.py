@@ -2,7 +2,7 @@
 
 from bridge.journal.lock import StateDirLock, prepare_state_dir
 from bridge.journal.schema import SCHEMA_VERSION
-from bridge.journal.store import DeadLetter, DiskUse, Encoded, EncodedState, Journal, Record, SinkSpec
+from bridge.journal.store import DeadLetter, DiskUse, Encoded, EncodedState, FilterRow, Journal, Record, SinkSpec
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -10,6 +10,7 @@ __all__ = [
     "DiskUse",
     "Encoded",
     "EncodedState",
+    "FilterRow",
     "Journal",
     "Record",
     "SinkSpec",

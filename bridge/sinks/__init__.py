@@ -6,12 +6,14 @@ from bridge.options import SinkConfigBase
 from bridge.sinks.base import DeliveryOptions, Sink
 from bridge.sinks.file import FileSink
 from bridge.sinks.splunk_hec import SplunkHecSink
+from bridge.sinks.webhook import WebhookSink
 
 SINKS: dict[str, type[Sink]] = {
     sink.type_name: sink
     for sink in (
         FileSink,
         SplunkHecSink,
+        WebhookSink,
     )
 }
 
