@@ -5,12 +5,14 @@ from typing import Any
 from bridge.options import SinkConfigBase
 from bridge.sinks.base import DeliveryOptions, Sink
 from bridge.sinks.file import FileSink
+from bridge.sinks.mqtt import MqttSink
 from bridge.sinks.splunk_hec import SplunkHecSink
 
 SINKS: dict[str, type[Sink]] = {
     sink.type_name: sink
     for sink in (
         FileSink,
+        MqttSink,
         SplunkHecSink,
     )
 }
