@@ -6,6 +6,7 @@ from bridge.options import SinkConfigBase
 from bridge.sinks.base import DeliveryOptions, Sink
 from bridge.sinks.file import FileSink
 from bridge.sinks.mqtt import MqttSink
+from bridge.sinks.nats import NatsSink
 from bridge.sinks.splunk_hec import SplunkHecSink
 
 SINKS: dict[str, type[Sink]] = {
@@ -13,6 +14,7 @@ SINKS: dict[str, type[Sink]] = {
     for sink in (
         FileSink,
         MqttSink,
+        NatsSink,
         SplunkHecSink,
     )
 }
