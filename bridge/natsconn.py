@@ -8,7 +8,10 @@ section) is verified by default.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import weakref
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -26,6 +29,9 @@ log = structlog.get_logger("bridge.nats")
 
 # nats-py logs every failed reconnect with a traceback; our own lines say it once per change.
 logging.getLogger("nats").setLevel(logging.CRITICAL)
+
+# Connections being closed on purpose: their "disconnected" is not a problem worth a line.
+_closing: weakref.WeakSet[NatsClient] = weakref.WeakSet()
 
 # A stream or consumer name: NATS forbids whitespace, dots, wildcards and path separators in them.
 NATS_NAME = r"^[A-Za-z0-9_-]{1,64}$"
@@ -97,6 +103,8 @@ async def connect(options: NatsOptions, name: str, who: dict[str, str]) -> NatsC
         rate_log.warning(("nats", type(exc).__name__), "NATS connection problem", error=problem(exc, options))
 
     async def disconnected_cb() -> None:
+        if client in _closing:
+            return
         rate_log.warning("disconnected", "disconnected from NATS; reconnecting", url=options.shown)
 
     async def reconnected_cb() -> None:
@@ -120,6 +128,14 @@ async def connect(options: NatsOptions, name: str, who: dict[str, str]) -> NatsC
         reconnected_cb=reconnected_cb,
     )
     return client
+
+
+async def close(client: NatsClient) -> None:
+    """Close ``client`` quietly (bounded; never raises)."""
+    _closing.add(client)
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2):
+            await client.close()
 
 
 def problem(exc: BaseException, options: NatsOptions) -> str:

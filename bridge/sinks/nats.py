@@ -14,7 +14,6 @@ saying so: events wait in the journal until the operator fixes the stream or the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from nats.js.api import StorageType, StreamConfig
 from pydantic import Field, field_validator, model_validator
 
 from bridge.journal import Record
-from bridge.natsconn import NATS_NAME, NatsOptions, connect, problem, subject_covers
+from bridge.natsconn import NATS_NAME, NatsOptions, close, connect, problem, subject_covers
 from bridge.options import BatchOptions, Duration, RetryOptions, SinkConfigBase, Size
 from bridge.sinks.base import Delivered, DeliveryOptions, Health, Hold, Outcome, Partial, Rejected, Retry, Sink
 from bridge.sinks.topics import check_template, nats_subjects
@@ -172,9 +171,7 @@ class NatsSink(Sink):
         nc, self._nc, self._js = self._nc, None, None
         self._stream_checked = False
         if nc is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    await nc.close()
+            await close(nc)
 
     async def close(self) -> None:
         await super().close()
