@@ -89,16 +89,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(path: str) -> int:
+    from bridge import shard
+
     cfg = load_config(path)
+    assignment = shard.describe(cfg.hubs, shard.resolve(cfg.shard))
     print(
         f"{path}: OK ({len(cfg.hubs)} hub(s): {', '.join(h.name for h in cfg.hubs) or '-'}; "
         f"{len(cfg.sinks)} sink(s): {', '.join(s.name for s in cfg.sinks)})"
     )
+    for line in assignment:
+        print(line)
     return EXIT_OK
 
 
 def _run(path: str) -> int:
+    from bridge.shard import resolve
+
     cfg = load_config(path)
+    resolve(cfg.shard)  # a bad HUBBRIDGE_SHARD is a config error (exit 2) before anything starts
     setup_logging(cfg.log.level, cfg.log.format)
     return asyncio.run(serve(cfg))
 
