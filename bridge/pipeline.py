@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 import structlog
 
 from bridge.backoff import RateLimitedLog
-from bridge.diff import Diff, Differ, StateKey
+from bridge.diff import Diff, Differ, StateKey, StateRow
 from bridge.errors import JournalError
 from bridge.events import Event, EventRefused, Reading, dumps, encode_event, shorten
 from bridge.journal import Encoded, EncodedState, Journal
@@ -107,6 +107,11 @@ class Pipeline:
                 except Exception:
                     log.exception("event listener failed")
         return kept
+
+    async def seed(self, rows: Sequence[StateRow]) -> None:
+        """Durably take last-known values handed over by another instance (bridge.handover); no event is made."""
+        stored = self.differ.seed(rows)
+        await asyncio.shield(self.journal.submit([], [(r.key, dumps(r.value), r.seq) for r in stored]))
 
     def _encode(self, hub: str, diff: Diff) -> tuple[list[Encoded], list[EncodedState]]:
         encoded: list[Encoded] = []

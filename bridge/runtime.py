@@ -24,6 +24,7 @@ from bridge.config import BridgeConfig
 from bridge.delivery import Delivery, SinkStatus
 from bridge.errors import BridgeError
 from bridge.events import shorten
+from bridge.handover import hand_over
 from bridge.journal import Journal, SinkSpec, StateDirLock, prepare_state_dir
 from bridge.options import HubConfigBase, SinkConfigBase
 from bridge.pipeline import Listener, Pipeline
@@ -222,6 +223,7 @@ class Runtime:
                 slot = self.hubs[hub_cfg.name] = HubSlot(hub_cfg, pipeline)
                 for route in slot.source_cls.routes(hub_cfg):
                     self.server.add_route(route.method, route.path, functools.partial(slot.handle, route.name))
+            await hand_over(pipeline, [s.cfg for s in self.hubs.values()], cfg.sinks, shard)
             try:
                 await self.server.start()
             except BridgeError:

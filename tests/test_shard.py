@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,8 @@ from bridge.config import load_config
 from bridge.errors import ConfigError
 from bridge.runtime import Runtime
 from bridge.shard import Shard, ShardOptions, owner, resolve
+from bridge.sim.hubitat import HubitatSim
+from tests.brokers import nats_server
 from tests.helpers import wait_until
 from tests.test_cli import cli, write_config
 
@@ -103,3 +106,40 @@ async def test_a_shard_change_moves_hubs_between_running_instances(tmp_path: Pat
     moved = {n for n in names if owner(n, 2) != owner(n, 3)}
     assert moved and all(owner(n, 3) == 2 for n in moved)  # only to the new instance
     assert after[2] == moved
+
+
+async def test_a_hub_taken_over_by_another_instance_keeps_its_last_values(tmp_path: Path) -> None:
+    """The instance that takes a hub over reads its last values from the stream: its first poll reports only what
+    changed meanwhile, with the right `previous`, not every value of the hub again."""
+    async with nats_server(tmp_path / "nats") as server, HubitatSim(access_token="t0k", seed=3) as sim:
+        home = {**hub("home"), "url": sim.url, "app_id": 12, "eventsocket": False, "poll_interval": "10s"}
+        nats_sink = {"name": "stream", "type": "nats", "url": server.url, "stream": "HUBBRIDGE"}
+
+        async def run_until_polled(name: str, shard: dict[str, int]) -> list[dict[str, Any]]:
+            """Instance ``name`` runs until it polled the hub and published what it saw; its events (file)."""
+            where = tmp_path / name
+            file_sink = {"name": "archive", "type": "file", "path": str(where / "events.jsonl"), "fsync": False}
+            cfg = load_config(write_config(where, hubs=[home], sinks=[file_sink, nats_sink], shard=shard))
+            runtime = Runtime(cfg)
+            stop = asyncio.Event()
+            task = asyncio.create_task(runtime.run(stop))
+            try:
+                await wait_until(lambda: "home" in runtime.hubs and runtime.hubs["home"].status.polls >= 1, "a poll")
+                await wait_until(lambda: all(s.lag == 0 for s in runtime.sinks.values()), "all delivered")
+            finally:
+                stop.set()
+                await task
+            return [json.loads(line) for line in (where / "events.jsonl").read_text().splitlines()]
+
+        for d in ("a", "b"):
+            (tmp_path / d).mkdir()
+        first = [e for e in await run_until_polled("a", {"index": 0, "count": 1}) if e["kind"] == "device"]
+        assert len(first) > 5  # the first owner reports every value once
+        changed = first[0]
+        new_value = (changed["value"] + 1) if isinstance(changed["value"], int | float) else f"{changed['value']}-x"
+        sim.set_attribute(changed["device_id"], changed["attribute"], new_value, push=False)
+        # The hub moves to another instance (another machine, its own journal): it has never run it.
+        second = [e for e in await run_until_polled("b", {"index": 0, "count": 1}) if e["kind"] == "device"]
+    assert [(e["device_id"], e["attribute"], e["previous"], e["value"]) for e in second] == [
+        (changed["device_id"], changed["attribute"], changed["value"], new_value)
+    ]

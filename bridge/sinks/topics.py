@@ -59,5 +59,10 @@ def mqtt_topics(template: str) -> Callable[[dict[str, Any]], str]:
     return renderer(template, _MQTT_UNSAFE)
 
 
+def nats_token(text: str) -> str:
+    """``text`` as one NATS subject token, as :func:`nats_subjects` puts a field in."""
+    return _NATS_UNSAFE.sub("_", text) or "_"
+
+
 def nats_subjects(template: str) -> Callable[[dict[str, Any]], str]:
     return renderer(template, _NATS_UNSAFE)
