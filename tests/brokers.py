@@ -101,6 +101,10 @@ class Mosquitto(Broker):
 
     name = "mosquitto"
 
+    def __init__(self, directory: Path, port: int | None = None, *, extra: str = "") -> None:
+        super().__init__(directory, port)
+        self.extra = extra
+
     def command(self) -> list[str]:
         conf = self.dir / "mosquitto.conf"
         conf.write_text(
@@ -110,7 +114,7 @@ class Mosquitto(Broker):
             f"persistence_location {self.dir}/\n"
             # Run as whoever started it (root in CI would otherwise switch to a `mosquitto` user).
             f"user {os.environ.get('USER') or 'root'}\n"
-            "max_queued_messages 100000\n",
+            "max_queued_messages 100000\n" + self.extra,
             encoding="utf-8",
         )
         return [need("mosquitto"), "-c", str(conf)]
@@ -147,8 +151,8 @@ class NatsServer(Broker):
 
 
 @contextlib.asynccontextmanager
-async def mosquitto(directory: Path) -> AsyncIterator[Mosquitto]:
-    broker = Mosquitto(directory)
+async def mosquitto(directory: Path, extra: str = "") -> AsyncIterator[Mosquitto]:
+    broker = Mosquitto(directory, extra=extra)
     await broker.start()
     try:
         yield broker

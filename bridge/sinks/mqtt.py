@@ -39,13 +39,17 @@ from bridge.options import (
     TlsOptions,
     shown_url,
 )
-from bridge.sinks.base import Delivered, DeliveryOptions, Health, Hold, Outcome, Partial, Retry, Sink
+from bridge.sinks.base import Delivered, DeliveryOptions, Health, Hold, Outcome, Partial, Rejected, Retry, Sink
 from bridge.sinks.topics import check_template, mqtt_topics
 
 log = structlog.get_logger("bridge.sinks.mqtt")
 
 # paho's own logger repeats every connection problem as a traceback; our outcome lines say it once.
 logging.getLogger("aiomqtt").setLevel(logging.CRITICAL)
+
+# PUBACK reason codes (MQTT 5 section 3.4.2.1) at or above 0x80 are failures, though aiomqtt resolves the publish
+# anyway: these say the broker will never take this message, the rest (quota exceeded...) are worth a retry.
+_PUBACK_REFUSED = {0x87: "not authorized", 0x90: "topic name invalid", 0x95: "packet too large", 0x99: "payload format"}
 
 # CONNACK reason codes that retrying will not fix (MQTT 5 section 3.2.2.2; 4 and 5 are the MQTT 3.1.1 codes).
 _REFUSED = {
@@ -127,6 +131,9 @@ class MqttSink(Sink):
         self._topic = mqtt_topics(config.topic)
         self._client: aiomqtt.Client | None = None
         self._connect_lock = asyncio.Lock()
+        # The PUBACK reason code of each event id published on this connection (see _watch_pubacks).
+        self._mids: dict[str, int] = {}
+        self._reasons: dict[int, int] = {}
 
     @classmethod
     def delivery_options(cls, config: Any) -> DeliveryOptions:
@@ -170,12 +177,41 @@ class MqttSink(Sink):
             if self._client is not None:
                 return self._client
             client = self._new_client()
+            self._watch_pubacks(client)
             await client.__aenter__()
             self._client = client
             log.info("connected to the MQTT broker", sink=self.name, url=self.shown, client_id=self.client_id)
             return client
 
+    def _watch_pubacks(self, client: aiomqtt.Client) -> None:
+        """Record the PUBACK reason code of every publish, by event id.
+
+        aiomqtt resolves a publish on any PUBACK, even one whose reason code says the broker refused the message (an
+        ACL denying the topic answers 0x87): taken as delivered, such an event would be silently lost. paho, under
+        aiomqtt, hands the reason code to ``on_publish``; the message id of each publish comes from paho's
+        ``publish``, which gets the event id in the user property.
+        """
+        paho: Any = client._client  # aiomqtt has no public access to it
+        publish, on_publish = paho.publish, paho.on_publish
+        mids, reasons = self._mids, self._reasons
+
+        def publishing(*args: Any, **kwargs: Any) -> Any:
+            info = publish(*args, **kwargs)
+            props = kwargs.get("properties", args[4] if len(args) > 4 else None)
+            for key, value in getattr(props, "UserProperty", None) or ():
+                if key == "event_id":
+                    mids[value] = info.mid
+            return info
+
+        def published(c: Any, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+            reasons[mid] = int(getattr(reason_code, "value", 0) or 0)
+            on_publish(c, userdata, mid, reason_code, properties)
+
+        paho.publish, paho.on_publish = publishing, published
+
     async def _drop(self) -> None:
+        self._mids.clear()
+        self._reasons.clear()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -218,6 +254,22 @@ class MqttSink(Sink):
         props.ContentType = "application/json"
         return self._topic(event), payload, props
 
+    def _refused(self, record: Record, code: int, acked: int) -> Outcome:
+        self._mids.clear()
+        self._reasons.clear()
+        topic = self._topic(json.loads(record.body))
+        if code == 0x87:
+            # Not the event's fault: the broker's ACL. Hold (nothing is dropped) until the operator fixes it.
+            return Hold(
+                f"the MQTT broker at {self.shown} does not allow publishing to {topic!r} (PUBACK 0x87 not "
+                f"authorized): allow the topic in its ACL for {self.config.username or 'anonymous clients'}, or "
+                "change `topic`"
+            )
+        if code in _PUBACK_REFUSED:
+            return Rejected(f"the MQTT broker refused the message on {topic!r}: {_PUBACK_REFUSED[code]}", index=acked)
+        reason = f"the MQTT broker did not take the message on {topic!r} (PUBACK reason 0x{code:02x})"
+        return Partial(acked, reason) if acked else Retry(reason)
+
     async def send(self, batch: Sequence[Record]) -> Outcome:
         self._check_open()
         try:
@@ -234,10 +286,15 @@ class MqttSink(Sink):
         ]
         results = await asyncio.gather(*publishes, return_exceptions=True)
         acked = 0
-        for result in results:
+        for record, result in zip(batch, results, strict=True):
             if isinstance(result, BaseException):
                 break
+            code = self._reasons.pop(self._mids.pop(record.id, -1), 0)
+            if code >= 0x80:
+                return self._refused(record, code, acked)
             acked += 1
+        self._mids.clear()
+        self._reasons.clear()
         if acked == len(batch):
             return Delivered()
         # The connection is gone or stuck: start afresh; what had no PUBACK is published again (same ids).

@@ -19,10 +19,11 @@ from pydantic import ValidationError
 from bridge.journal import Journal
 from bridge.pipeline import Pipeline
 from bridge.sinks import build_sink
+from bridge.sinks.base import Hold
 from bridge.sinks.mqtt import MqttSink, MqttSinkConfig
 from bridge.sinks.topics import mqtt_topics
 from tests.brokers import Mosquitto, mosquitto
-from tests.helpers import caught_up, delivering, ingest, wait_until
+from tests.helpers import BIG, caught_up, delivering, ingest, wait_until
 
 
 def mqtt_config(url: str, **kwargs: Any) -> MqttSinkConfig:
@@ -175,3 +176,19 @@ async def test_a_broker_restart_mid_stream_loses_nothing(tmp_path: Path, journal
     for _, event_id, payload, _ in watcher.messages:
         assert payloads.setdefault(event_id, payload) == payload
         assert json.loads(payload)["id"] == event_id
+
+
+async def test_a_topic_the_broker_does_not_allow_holds_events_and_says_so(tmp_path: Path, journal: Journal) -> None:
+    """A broker ACL that refuses the topic (PUBACK 0x87) is not taken as delivered: events wait, the line says why."""
+    acl = tmp_path / "acl"
+    acl.write_text("topic read #\ntopic write other/#\n", encoding="utf-8")
+    pipeline = await Pipeline.open(journal)
+    await journal.register_sinks(["bus"])
+    async with mosquitto(tmp_path / "mqtt", extra=f"acl_file {acl}\n") as broker:
+        await ingest(pipeline, 3)
+        sink, _ = build_sink(mqtt_config(broker.url))
+        async with sink:
+            outcome = await sink.send(await journal.read(0, 10, BIG))
+    assert isinstance(outcome, Hold)
+    assert "does not allow publishing to 'hubbridge/home/" in outcome.reason and "PUBACK 0x87" in outcome.reason
+    assert journal.cursor("bus") == 0
