@@ -174,8 +174,21 @@ class NatsSource(Source):
             events.append(parsed)
             good.append(msg)
         if events:
-            # Returns once the commit is durable (waiting while the journal is full); only then acknowledge.
-            await self.hub.relay(events)
+            # Resolves once the commit is durable (it waits while the journal is full); only then acknowledge.
+            relay = asyncio.ensure_future(self.hub.relay(events))
+            try:
+                while True:
+                    done, _ = await asyncio.wait([relay], timeout=self.config.ack_wait / 2)
+                    if done:
+                        break
+                    # Still on them (the journal is full or slow): without this JetStream would hand them to
+                    # another bridge after ack_wait, and both would record them.
+                    for msg in good:
+                        await msg.in_progress()
+            finally:
+                if not relay.done():
+                    relay.cancel()
+            relay.result()
             self.relayed += len(events)
         for msg in good:
             await msg.ack()
