@@ -88,9 +88,10 @@ class NatsOptions(Model):
 
 
 async def connect(options: NatsOptions, name: str, who: dict[str, str]) -> NatsClient:
-    """A connection that reconnects for ever (the caller's operations fail meanwhile and are retried).
+    """A connection that, once made, reconnects for ever (the caller's operations fail meanwhile and are retried).
 
-    Raises the client's errors (``nats.errors.NoServersError``, ``OSError``...) when no server answers now.
+    Raises the client's errors (``nats.errors.NoServersError``, ``OSError``...) when no server answers now, after
+    trying each server a few times.
     """
     rate_log = RateLimitedLog(log.bind(**who), window=300.0)
     tls = None
@@ -121,12 +122,14 @@ async def connect(options: NatsOptions, name: str, who: dict[str, str]) -> NatsC
         tls=tls,
         connect_timeout=max(1, round(options.connect_timeout)),
         allow_reconnect=True,
-        max_reconnect_attempts=-1,
+        # Bounded for the first connection (with -1 nats-py would try for ever before returning), unbounded after.
+        max_reconnect_attempts=2,
         reconnect_time_wait=0.25,
         error_cb=error_cb,
         disconnected_cb=disconnected_cb,
         reconnected_cb=reconnected_cb,
     )
+    client.options["max_reconnect_attempts"] = -1  # read at each reconnect: once connected, never give up
     return client
 
 

@@ -19,7 +19,7 @@ from bridge.sinks import build_sink
 from bridge.sinks.base import Delivered, Hold
 from bridge.sinks.nats import NatsSink, NatsSinkConfig
 from bridge.sinks.topics import nats_subjects
-from tests.brokers import nats_cluster, nats_server
+from tests.brokers import NatsServer, nats_cluster, nats_server
 from tests.helpers import BIG, caught_up, delivering, ingest
 
 
@@ -156,3 +156,23 @@ async def test_a_cluster_node_killed_mid_stream_loses_and_doubles_nothing(tmp_pa
     assert len(ids) == len(set(ids)), "a resend was stored twice"
     assert set(ids) == set(sent), "an event is missing from the stream"
     assert all(m[2]["id"] == m[1] for m in stored)
+
+
+async def test_a_server_down_at_start_holds_nothing_back_once_it_is_up(tmp_path: Path, journal: Journal) -> None:
+    """With NATS down when the bridge starts, health says so at once and events go out when it comes up."""
+    pipeline = await Pipeline.open(journal)
+    await journal.register_sinks(["stream"])
+    server = NatsServer(tmp_path / "nats")
+    events = await ingest(pipeline, 10)
+    sink, _ = build_sink(nats_config(server.url))
+    async with sink:
+        health = await sink.health()
+        assert not health.ok and health.detail == f"no NATS server answered at {server.url}"
+        async with delivering(sink, journal):
+            await server.start()
+            try:
+                await caught_up(journal, "stream")
+                stored = await stream_messages(server.url)
+            finally:
+                await server.stop()
+    assert [m[1] for m in stored] == [ev.id for ev in events]
