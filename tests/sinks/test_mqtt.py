@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 from bridge.journal import Journal
 from bridge.pipeline import Pipeline
 from bridge.sinks import build_sink
-from bridge.sinks.base import Hold
+from bridge.sinks.base import Delivered, Hold
 from bridge.sinks.mqtt import MqttSink, MqttSinkConfig
 from bridge.sinks.topics import mqtt_topics
 from tests.brokers import Mosquitto, mosquitto
@@ -192,3 +193,29 @@ async def test_a_topic_the_broker_does_not_allow_holds_events_and_says_so(tmp_pa
     assert isinstance(outcome, Hold)
     assert "does not allow publishing to 'hubbridge/home/" in outcome.reason and "PUBACK 0x87" in outcome.reason
     assert journal.cursor("bus") == 0
+
+
+def password_file(path: Path, user: str, password: str) -> Path:
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(path), user, password], check=True, capture_output=True)
+    return path
+
+
+async def test_wrong_credentials_hold_events_with_one_clear_line(tmp_path: Path, journal: Journal) -> None:
+    """A broker refusing the password: nothing is dropped, the sink holds and says to check username/password."""
+    passwd = password_file(tmp_path / "passwd", "hubbridge", "right")
+    pipeline = await Pipeline.open(journal)
+    await journal.register_sinks(["bus"])
+    extra = f"allow_anonymous false\npassword_file {passwd}\n"
+    async with mosquitto(tmp_path / "mqtt", extra=extra) as broker:
+        await ingest(pipeline, 2)
+        sink, _ = build_sink(mqtt_config(broker.url, username="hubbridge", password="wr0ng-pa55"))
+        async with sink:
+            health = await sink.health()
+            outcome = await sink.send(await journal.read(0, 10, BIG))
+        good, _ = build_sink(mqtt_config(broker.url, username="hubbridge", password="right"))
+        async with good:
+            delivered = await good.send(await journal.read(0, 10, BIG))
+    assert not health.ok and "refused the connection" in health.detail
+    assert isinstance(outcome, Hold) and "check username/password" in outcome.reason
+    assert "wr0ng-pa55" not in health.detail + outcome.reason
+    assert isinstance(delivered, Delivered)
