@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the real pipeline against built-in hub and Splunk simulators")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     demo.add_argument("--dir", default=None, help="keep state and events here instead of a temporary directory")
+    demo.add_argument(
+        "--splunk-sample", metavar="FILE", default=None, help="write a day of sample events as HEC envelopes and exit"
+    )
+
+    app = sub.add_parser("splunk-app", help="write the Splunk app (dashboards, alerts) as hubbridge-<version>.tgz")
+    app.add_argument("--out", default=".", help="directory to write it to (default: the current one)")
 
     spool = sub.add_parser("spool", help="inspect the journal")
     spool_sub = spool.add_subparsers(dest="spool_command", required=True)
@@ -68,11 +74,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args.config)
         if args.command == "run":
             return _run(args.config)
+        if args.command == "demo" and args.splunk_sample:
+            from bridge.splunk_sample import run_sample
+
+            return run_sample(args.splunk_sample)
         if args.command == "demo":
             from bridge.demo import run_demo
 
             code: int = run_demo(duration=args.duration, directory=args.dir)
             return code
+        if args.command == "splunk-app":
+            from bridge.splunk_app import run_splunk_app
+
+            return run_splunk_app(args.out)
         if args.command == "spool" and args.spool_command == "dead-letters":
             return _dead_letters(args.config, args.sink, args.json, args.limit)
         if args.command == "spool" and args.spool_command == "drop-sink":
@@ -99,6 +113,10 @@ def _check(path: str) -> int:
     )
     for line in assignment:
         print(line)
+    for hub in cfg.hubs:
+        # A hub family may say more (the way in, what it cannot reach): Hubitat's cloud relay form does.
+        for note in getattr(hub, "check_notes", list)():
+            print(f"  hub {hub.name}: {note}")
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import sys
 import tempfile
@@ -35,6 +36,8 @@ hubs:
     eventsocket: true
     poll_interval: 30s
     webhook_secret: demo-webhook-secret
+    health: true
+    health_interval: 30s
 sinks:
   - name: archive
     type: file
@@ -90,6 +93,11 @@ async def _demo(duration: float | None, directory: Path) -> int:
     async def activity_loop() -> None:
         await sim.random_activity(interval=1.0)
 
+    async def hub_weather() -> None:
+        # The hub's own health moves too (memory, load, heat), and after a while it has a 500 storm.
+        await runtime.ready.wait()
+        await _hub_health_demo(sim, runtime)
+
     async def splunk_report() -> None:
         # What the (simulated) Splunk indexed, as a search would show it.
         seen = 0
@@ -117,8 +125,9 @@ async def _demo(duration: float | None, directory: Path) -> int:
             activity = tg.create_task(drive(), name="sim-activity")
             stopper = tg.create_task(timer(), name="demo-timer")
             reporter = tg.create_task(splunk_report(), name="demo-splunk-report")
+            weather = tg.create_task(hub_weather(), name="demo-hub-health")
             await stop.wait()
-            for task in (activity, stopper, reporter):
+            for task in (activity, stopper, reporter, weather):
                 task.cancel()
     finally:
         await sim.stop()
@@ -127,6 +136,34 @@ async def _demo(duration: float | None, directory: Path) -> int:
     indexed = len(hec.events())
     print(f"\nstopped: {lines} event(s) in {directory / 'events.jsonl'}; {indexed} indexed by the Splunk simulator")
     return 0
+
+
+async def _hub_health_demo(sim: HubitatSim, runtime: Runtime, storm_after: float = 45.0) -> None:
+    """Move the simulated hub's health values now and then, and give it one 500 storm after ``storm_after`` s."""
+    rng = random.Random(sim.firmware)
+    sim.hub_data_base_model = {"zigbeeStatus": "enabled", "zwaveStatus": "false", "cloudDisconnected": False}
+    started = time.monotonic()
+    stormed = False
+    while True:
+        await asyncio.sleep(5.0)
+        sim.set_health(
+            free_os=rng.randint(600_000, 1_250_000),
+            cpu=round(rng.uniform(0.2, 2.5), 2),
+            total_java=174384,
+            free_java=rng.randint(4000, 60000),
+            direct_java=22091,
+        )
+        sim.internal_temp = round(rng.uniform(37.0, 41.0), 1)
+        if not stormed and time.monotonic() - started >= storm_after:
+            stormed = True
+            print("          demo      the simulated hub answers HTTP 500 to everything for 10 s (a 500 storm)")
+            sim.storm = True
+            runner = runtime.runners.get("demo-hub")
+            if runner is not None:
+                runner.reconcile("demo: 500 storm")  # a poll now, so the storm is seen; backoff paces the rest
+            await asyncio.sleep(10.0)
+            sim.storm = False
+            print("          demo      the storm is over", flush=True)
 
 
 def run_demo(duration: float | None = None, directory: str | None = None) -> int:

@@ -34,6 +34,11 @@ def test_demo_shows_events_and_writes_the_file(tmp_path: Path) -> None:
     # The same events reached the simulated Splunk HEC, and the demo says what it indexed.
     assert f"{len(lines)} indexed by the Splunk simulator" in out
     assert "index=smarthome" in out
+    # The simulated hub's own health (health: true in the demo config) shows as kind hub events, typed.
+    assert "free_os_memory" in out and "internal_temperature" in out
+    health = {ev["attribute"]: ev for ev in events if ev["kind"] == "hub" and ev["device_id"] is None}
+    assert health["free_os_memory"]["unit"] == "KB" and isinstance(health["free_os_memory"]["value"], int)
+    assert isinstance(health["cpu_load_5m"]["value"], float)
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:

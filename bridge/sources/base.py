@@ -133,6 +133,13 @@ class Source(abc.ABC):
         """Whether polls only reconcile a push stream (their changes say ``source: reconcile``)."""
         return False
 
+    async def health(self) -> list[Reading]:
+        """The hub's own health now as ``kind: hub`` readings (run every :attr:`health_interval`, if set).
+
+        Raises HubError subclasses; the runner backs off. Never shares the poll's request budget.
+        """
+        return []
+
     @classmethod
     def routes(cls, cfg: HubConfigBase) -> list[Route]:
         """Routes this hub answers on the listener (mounted before the source runs, so fixed by the config)."""
@@ -146,3 +153,5 @@ class Source(abc.ABC):
     poll_interval: float = 300.0
     reconcile_interval: float = 900.0
     backoff_max: float = 300.0
+    # None: the source reads no hub health; else the runner calls :meth:`health` this often, in its own task.
+    health_interval: float | None = None

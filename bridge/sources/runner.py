@@ -1,5 +1,8 @@
 """What every hub needs, whatever its family: the runner that drives one :class:`~bridge.sources.base.Source`.
 
+* **Health**: when the source reads hub health, its own loop (its own task, interval and backoff; never the poll's
+  request budget), jittered, never faster than ``health_interval`` even while the hub fails, and never while
+  nothing can be recorded.
 * **Polls**: one at a time (a single loop), jittered, every ``poll_interval`` while no push stream is healthy and
   every ``reconcile_interval`` while one is, at once when a stream (re)connects or the hub restarted, but never
   closer together than :attr:`HubRunner.min_gap`; capped full-jitter backoff while the hub fails.
@@ -28,7 +31,7 @@ import structlog
 from aiohttp import web
 
 from bridge.backoff import Backoff, RateLimitedLog
-from bridge.errors import HubAuthError, HubError, JournalError, JournalFull
+from bridge.errors import HubAuthError, HubError, HubUnavailable, JournalError, JournalFull
 from bridge.events import Event, Reading, SourceName, shorten
 from bridge.options import HubConfigBase
 from bridge.pipeline import Pipeline
@@ -60,6 +63,8 @@ class HubStatus:
     last_poll: float | None = None
     pushed: int = 0  # readings the push streams handed over
     restarts: int = 0
+    health_rounds: int = 0  # hub health rounds that answered
+    health_detail: str = ""  # why the last health round failed ("" when it answered)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -71,6 +76,8 @@ class HubStatus:
             "pushed": self.pushed,
             "restarts": self.restarts,
             "streams": self.streams,
+            "health_rounds": self.health_rounds,
+            "health_detail": self.health_detail,
         }
 
 
@@ -103,6 +110,7 @@ class HubRunner:
         self.source: Source | None = None
         self.min_gap = MIN_RECONCILE_GAP
         self._reconcile = asyncio.Event()
+        self._health_now = asyncio.Event()
         self._last_poll = -math.inf
         self._online: bool | None = None
         self._queue: deque[_Item] = deque()
@@ -127,6 +135,8 @@ class HubRunner:
                 async with asyncio.TaskGroup() as tg:
                     ingest = tg.create_task(self._ingest_loop(), name=f"hub[{self.name}].ingest")
                     producers = [tg.create_task(self._poll_loop(), name=f"hub[{self.name}].poll")]
+                    if src.health_interval is not None:
+                        producers.append(tg.create_task(self._health_loop(), name=f"hub[{self.name}].health"))
                     for stream, run in src.streams().items():
                         producers.append(tg.create_task(run(), name=f"hub[{self.name}].{stream}"))
                     await self._stopping.wait()
@@ -231,7 +241,8 @@ class HubRunner:
                 continue
             except (HubError, JournalError) as exc:
                 self.polling = False
-                wait = backoff.next()
+                # A rate limit's Retry-After (the cloud relay's 429) is honoured when longer than the backoff.
+                wait = backoff.next(exc.retry_after if isinstance(exc, HubUnavailable) else None)
                 await self._poll_failed(exc, wait)
                 # While backing off, reconnects and hub restarts must not bring extra polls.
                 await asyncio.sleep(wait)
@@ -242,6 +253,42 @@ class HubRunner:
             self._polled()
             self.polling = False
             interval = src.reconcile_interval if src.stream_live else src.poll_interval
+            delay = interval * random.uniform(0.9, 1.1)
+
+    def health_soon(self, why: str) -> None:
+        """Run a health round now instead of at the end of the interval (``why`` goes to the debug log)."""
+        self.log.debug("health round requested", why=why)
+        self._health_now.set()
+
+    async def _health_loop(self) -> None:
+        src = self.source
+        assert src is not None and src.health_interval is not None
+        interval = src.health_interval
+        floor = base.HUB_RETRY_FLOOR
+        backoff = Backoff(floor, max(src.backoff_max, interval), floor=min(floor, src.backoff_max))
+        delay = random.uniform(0, min(1.0, interval / 10))
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._health_now.wait()
+            self._health_now.clear()
+            if self.journal.full:
+                await self.journal.wait_room()  # the answer could not be recorded: do not ask the hub
+            try:
+                readings = await src.health()
+                if readings:
+                    await self.pipeline.ingest(self.name, src.hub_type, readings)
+            except (HubError, JournalError) as exc:
+                # A failing hub is asked no more often than a healthy one; longer while it keeps failing.
+                delay = max(interval * random.uniform(0.9, 1.1), backoff.next())
+                text = shorten(str(exc), 300)
+                self.status.health_detail = text
+                self.rate_log.warning("health", "hub health not read; retrying", error=text, retry_in=round(delay, 1))
+                continue
+            backoff.reset()
+            self.rate_log.forget("health")
+            self.status.health_rounds += 1
+            self.status.health_detail = ""
             delay = interval * random.uniform(0.9, 1.1)
 
     async def _next_poll(self, delay: float) -> None:
