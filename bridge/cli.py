@@ -86,11 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check(path: str) -> int:
+    from bridge import shard
+
     cfg = load_config(path)
+    assignment = shard.describe(cfg.hubs, shard.resolve(cfg.shard))
     print(
         f"{path}: OK ({len(cfg.hubs)} hub(s): {', '.join(h.name for h in cfg.hubs) or '-'}; "
         f"{len(cfg.sinks)} sink(s): {', '.join(s.name for s in cfg.sinks)})"
     )
+    for line in assignment:
+        print(line)
     for hub in cfg.hubs:
         # A hub family may say more (the way in, what it cannot reach): Hubitat's cloud relay form does.
         for note in getattr(hub, "check_notes", list)():
@@ -102,7 +107,10 @@ def _check(path: str) -> int:
 
 
 def _run(path: str) -> int:
+    from bridge.shard import resolve
+
     cfg = load_config(path)
+    resolve(cfg.shard)  # a bad HUBBRIDGE_SHARD is a config error (exit 2) before anything starts
     setup_logging(cfg.log.level, cfg.log.format)
     return asyncio.run(serve(cfg))
 

@@ -38,6 +38,7 @@ from bridge.options import (
     parse_duration,
     parse_size,
 )
+from bridge.shard import ShardOptions
 from bridge.sinks import SINKS
 from bridge.sources import SOURCES
 
@@ -108,6 +109,8 @@ class BridgeConfig(Model):
     sinks: list[SinkConfig] = Field(min_length=1)
     journal: JournalOptions = JournalOptions()
     log: LogOptions = LogOptions()
+    # Which hubs this instance runs when several share one config (bridge.shard, docs/scale.md).
+    shard: ShardOptions | None = None
     # Where the config came from; not a YAML key.
     source_file: Path | None = Field(default=None, exclude=True)
 

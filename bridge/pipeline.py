@@ -9,12 +9,12 @@ journal returns only once that value is durable (never acknowledge before commit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
 from bridge.backoff import RateLimitedLog
-from bridge.diff import Diff, Differ, StateKey
+from bridge.diff import Diff, Differ, StateKey, StateRow
 from bridge.errors import JournalError
 from bridge.events import Event, EventRefused, Reading, dumps, encode_event, shorten
 from bridge.journal import Encoded, EncodedState, Journal
@@ -78,6 +78,40 @@ class Pipeline:
                 except Exception:
                     log.exception("event listener failed")
         return diff.events
+
+    async def relay(self, events: Sequence[Event]) -> list[Event]:
+        """Durably record changes another bridge formed (a JetStream source), keeping their id, hub and time.
+
+        They are changes already, so there is no diff and no last-known value: each is only checked and encoded on
+        its own (one that cannot be stored is refused alone, as in :meth:`ingest`). Returns the events recorded,
+        once their commit is durable. Raises :class:`JournalFull` before anything is queued when there is no room,
+        and :class:`JournalError` when the commit failed (recording the same events again is safe: same ids).
+        """
+        self.journal.check_room()
+        encoded: list[Encoded] = []
+        kept: list[Event] = []
+        for ev in events:
+            try:
+                body, size = encode_event(ev)
+            except EventRefused as exc:
+                self._refuse(ev.hub, ev, str(exc))
+                continue
+            encoded.append((ev.id, body, size))
+            kept.append(ev)
+        await asyncio.shield(self.journal.submit(encoded, []))
+        if kept:
+            self.ingested += len(kept)
+            for listener in self.listeners:
+                try:
+                    listener(kept)
+                except Exception:
+                    log.exception("event listener failed")
+        return kept
+
+    async def seed(self, rows: Sequence[StateRow]) -> None:
+        """Durably take last-known values handed over by another instance (bridge.handover); no event is made."""
+        stored = self.differ.seed(rows)
+        await asyncio.shield(self.journal.submit([], [(r.key, dumps(r.value), r.seq) for r in stored]))
 
     def _encode(self, hub: str, diff: Diff) -> tuple[list[Encoded], list[EncodedState]]:
         encoded: list[Encoded] = []

@@ -25,10 +25,12 @@ from bridge.delivery import Delivery, SinkStatus
 from bridge.errors import BridgeError
 from bridge.events import shorten
 from bridge.filters import FilterEngine
+from bridge.handover import hand_over
 from bridge.journal import Journal, SinkSpec, StateDirLock, prepare_state_dir
 from bridge.options import HubConfigBase, SinkConfigBase
 from bridge.pipeline import Listener, Pipeline
 from bridge.server import Server
+from bridge.shard import owned, resolve
 from bridge.sinks import build_sink
 from bridge.sources import SOURCES
 from bridge.sources.runner import HubRunner, HubStatus
@@ -216,10 +218,14 @@ class Runtime:
                 for n, s in self.sinks.items()
             ]
             self.server = Server(cfg.listen_host, cfg.listen_port, self.health)
-            for hub_cfg in cfg.hubs:
+            shard = resolve(cfg.shard)
+            if shard is not None:
+                log.info("sharded", shard=str(shard), origin=shard.origin, hubs=len(owned(cfg.hubs, shard)))
+            for hub_cfg in owned(cfg.hubs, shard):
                 slot = self.hubs[hub_cfg.name] = HubSlot(hub_cfg, pipeline)
                 for route in slot.source_cls.routes(hub_cfg):
                     self.server.add_route(route.method, route.path, functools.partial(slot.handle, route.name))
+            await hand_over(pipeline, [s.cfg for s in self.hubs.values()], cfg.sinks, shard)
             try:
                 await self.server.start()
             except BridgeError:

@@ -316,8 +316,9 @@ def test_unsupported_hub_type(tmp_path: Path) -> None:
     """An unknown hub type names the types there are."""
     text = EXAMPLE.replace("type: hubitat", "type: smartthings")
     path = write(tmp_path, text)
+    # With more than one hub type the error sits on the hub entry, as for sinks (line of `- name: home`).
     assert_points_at(
-        load_error(path), path, line_of(text, "type: smartthings"), "hubs[0].type", "'hubitat'", "'smartthings'"
+        load_error(path), path, line_of(text, "- name: home"), "hubs[0]", "'hubitat'", "'nats'", "'smartthings'"
     )
 
 

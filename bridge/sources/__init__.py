@@ -2,7 +2,8 @@
 
 from bridge.sources.base import Source
 from bridge.sources.hubitat import HubitatSource
+from bridge.sources.nats import NatsSource
 
-SOURCES: dict[str, type[Source]] = {source.type_name: source for source in (HubitatSource,)}
+SOURCES: dict[str, type[Source]] = {source.type_name: source for source in (HubitatSource, NatsSource)}
 
 __all__ = ["SOURCES", "Source"]

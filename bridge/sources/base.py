@@ -62,6 +62,14 @@ class HubContext(Protocol):
         """
         ...
 
+    async def relay(self, events: Sequence[Event]) -> list[Event]:
+        """Record changes formed by another bridge as they are (id, hub, time kept); returns after the commit.
+
+        Waits while the journal is full (nothing is lost, the caller just does not acknowledge yet). Raises
+        :class:`~bridge.errors.JournalError` when the journal cannot write; recording them again is safe.
+        """
+        ...
+
     def reconcile(self, why: str) -> None:
         """Ask for a reconciliation poll soon (a stream connected, the hub restarted)."""
         ...

@@ -192,6 +192,13 @@ class HubRunner:
         self._work.set()
         return future
 
+    async def relay(self, events: Sequence[Event]) -> list[Event]:
+        while True:
+            try:
+                return await self.pipeline.relay(events)
+            except JournalFull:
+                await self._hold_for_room()
+
     def reconcile(self, why: str) -> None:
         if not self._reconcile.is_set():
             self.log.debug("reconciliation poll requested", why=why)

@@ -267,7 +267,7 @@ def test_the_example_relay_block_loads(tmp_path: Path) -> None:
     from bridge.config import load_config
 
     text = (Path(__file__).resolve().parents[3] / "config.example.yaml").read_text(encoding="utf-8")
-    block = text[text.index("  # - name: relay") :].splitlines()
+    block = text[text.index("  # - name: relay") :].split("\n\n")[0].splitlines()  # up to the next example
     lines = [line.replace("  # ", "  ", 1).replace("#   ", "  ", 1) for line in block if line.startswith("  #")]
     sinks = "\n".join(line for line in lines if not line.lstrip().startswith("# ")).replace(
         "/etc/hubbridge/relay-ca.pem", ""
