@@ -108,13 +108,20 @@ async def serve(cfg: BridgeConfig, stop: asyncio.Event | None = None) -> int:
     from bridge.runtime import Runtime
 
     stop = stop or asyncio.Event()
+    reload = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
     failed: list[BaseException] = []
     try:
-        await Runtime(cfg).run(stop)
+        runtime = Runtime(cfg, reload=reload)
+        from bridge.service import attach
+
+        attach(runtime)
+        await runtime.run(stop)
     except* BridgeError as group:
         failed.extend(group.exceptions)
     for exc in failed:

@@ -108,6 +108,9 @@ class BridgeConfig(Model):
     sinks: list[SinkConfig] = Field(min_length=1)
     journal: JournalOptions = JournalOptions()
     log: LogOptions = LogOptions()
+    # On SIGTERM (and for a hub or sink a reload replaces): how long queued readings and batches on their way get
+    # to be committed and delivered; what is left stays in the journal for the next start.
+    shutdown_timeout: Annotated[Duration, Field(gt=0, le=3600)] = 20.0
     # Where the config came from; not a YAML key.
     source_file: Path | None = Field(default=None, exclude=True)
 

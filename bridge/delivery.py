@@ -103,6 +103,12 @@ class Delivery:
         self._failing_since: float | None = None
         self._recoveries = 0
         self._attempts = 0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Take no new batch; :meth:`run` returns once those on their way are settled (the cursor moved over them)."""
+        self._stopping = True
+        self._finished.set()
 
     @property
     def lag(self) -> int:
@@ -115,6 +121,13 @@ class Delivery:
         async with asyncio.TaskGroup() as tg:
             while True:
                 await self._settle()
+                if self._stopping:
+                    if not self._window:
+                        return
+                    self._finished.clear()
+                    if not self._window[0].done:
+                        await self._finished.wait()
+                    continue
                 if len(self._window) >= self.max_in_flight:
                     # Full: only the oldest batch finishing lets the cursor (and so the window) move.
                     self._finished.clear()

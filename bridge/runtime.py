@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,14 +27,13 @@ from bridge.events import shorten
 from bridge.journal import Journal, SinkSpec, StateDirLock, prepare_state_dir
 from bridge.options import HubConfigBase, SinkConfigBase
 from bridge.pipeline import Listener, Pipeline
-from bridge.server import Server
+from bridge.server import NOT_FOUND, Server
 from bridge.sinks import build_sink
 from bridge.sources import SOURCES
 from bridge.sources.runner import HubRunner, HubStatus
 
 log = structlog.get_logger("bridge.runtime")
 
-DRAIN_DEADLINE = 10.0
 # Restarts within this window count as a crash loop (shown on /healthz).
 CRASH_WINDOW = 600.0
 # The wait before a crashed component is replaced: capped exponential with jitter, never below the floor.
@@ -101,6 +100,7 @@ class HubSlot:
         self.pipeline = pipeline
         self.status = HubStatus()
         self.runner: HubRunner | None = None
+        self.task: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def run_once(self) -> None:
@@ -133,9 +133,19 @@ class SinkSlot:
         self.status = SinkStatus()
         self.delivery: Delivery | None = None
         self.kind = cfg.type
+        self.task: asyncio.Task[None] | None = None
         self._first = True
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Finish the batches on their way (the cursor moves over them), take no new ones, then return."""
+        self._stopping = True
+        if self.delivery is not None:
+            self.delivery.stop()
 
     async def run_once(self) -> None:
+        if self._stopping:
+            return
         sink, options = build_sink(self.cfg)
         async with sink:
             health = await sink.health()
@@ -147,6 +157,8 @@ class SinkSlot:
                     log.warning("sink not healthy; events wait in the journal", sink=sink.name, detail=health.detail)
             self._first = False
             self.delivery = Delivery(sink, self.journal, options, status=self.status)
+            if self._stopping:
+                self.delivery.stop()
             await self.delivery.run()
 
     @property
@@ -157,8 +169,12 @@ class SinkSlot:
 class Runtime:
     """The whole bridge for one config. ``await run(stop)`` until ``stop`` is set."""
 
-    def __init__(self, config: BridgeConfig, on_events: Listener | None = None) -> None:
+    def __init__(
+        self, config: BridgeConfig, on_events: Listener | None = None, reload: asyncio.Event | None = None
+    ) -> None:
         self.config = config
+        # Set (by SIGHUP) to re-read the config file and apply what changed (bridge.reload).
+        self.reload_requested = reload
         self.on_events = on_events
         opts = config.journal
         self.journal = Journal(
@@ -174,6 +190,10 @@ class Runtime:
         self.sinks: dict[str, SinkSlot] = {}
         self.server: Server | None = None
         self.ready = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        # Run as tasks once the bridge is running, cancelled when it starts stopping (bridge.service: the systemd
+        # notifier and watchdog, the periodic summary line).
+        self.services: list[Callable[[Runtime], Coroutine[Any, Any, None]]] = []
 
     @property
     def runners(self) -> dict[str, HubRunner]:
@@ -197,6 +217,7 @@ class Runtime:
     async def _run(self, stop: asyncio.Event) -> None:
         cfg = self.config
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             journal_task = tg.create_task(self.journal.run(), name="journal")
             pipeline = self.pipeline = await Pipeline.open(self.journal)
             if self.on_events is not None:
@@ -208,55 +229,99 @@ class Runtime:
                 [SinkSpec(s.name, s.renamed_from) for s in cfg.sinks], keep_removed=cfg.journal.removed_sinks == "keep"
             )
             for sink_cfg in cfg.sinks:
-                self.sinks[sink_cfg.name] = SinkSlot(sink_cfg, self.journal)
-            sink_tasks = [
-                tg.create_task(supervise(f"sink:{n}", s.run_once, s.status), name=f"sink[{n}]")
-                for n, s in self.sinks.items()
-            ]
+                self.start_sink(sink_cfg)
             self.server = Server(cfg.listen_host, cfg.listen_port, self.health)
             for hub_cfg in cfg.hubs:
-                slot = self.hubs[hub_cfg.name] = HubSlot(hub_cfg, pipeline)
-                for route in slot.source_cls.routes(hub_cfg):
-                    self.server.add_route(route.method, route.path, functools.partial(slot.handle, route.name))
+                self.mount_routes(hub_cfg)
             try:
                 await self.server.start()
             except BridgeError:
                 journal_task.cancel()
-                for task in sink_tasks:
-                    task.cancel()
+                for slot in self.sinks.values():
+                    assert slot.task is not None
+                    slot.task.cancel()
                 raise
-            hub_tasks = [
-                tg.create_task(supervise(f"hub:{n}", s.run_once, s.status), name=f"hub[{n}]")
-                for n, s in self.hubs.items()
-            ]
+            for hub_cfg in cfg.hubs:
+                self.start_hub(hub_cfg)
             self.ready.set()
             log.info("bridge running", hubs=len(self.hubs), sinks=len(self.sinks))
-            await stop.wait()
+            services = [tg.create_task(svc(self), name=f"service[{svc.__name__}]") for svc in self.services]
+            await self._serve(stop)
             log.info("stopping")
+            for task in services:
+                task.cancel()
             await self.server.stop()
-            await self._stop_hubs(hub_tasks)
-            await self._drain()
+            deadline = time.monotonic() + cfg.shutdown_timeout
+            await self._stop_hubs([s.task for s in self.hubs.values() if s.task is not None], deadline)
+            await self._drain(deadline)
+            sink_tasks = [s.task for s in self.sinks.values() if s.task is not None]
             for task in sink_tasks:
                 task.cancel()
             await asyncio.gather(*sink_tasks, return_exceptions=True)
             await self.journal.close()
 
-    async def _stop_hubs(self, tasks: list[asyncio.Task[None]]) -> None:
+    async def _serve(self, stop: asyncio.Event) -> None:
+        """Wait for ``stop``, applying a new config whenever a reload is requested meanwhile."""
+        from bridge.reload import reload_from_file
+
+        requested = self.reload_requested
+        while not stop.is_set():
+            if requested is None:
+                await stop.wait()
+                return
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(requested.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if requested.is_set() and not stop.is_set():
+                requested.clear()
+                await reload_from_file(self)
+
+    # ------------------------------------------------------------------ components (also used by reload)
+
+    def start_sink(self, sink_cfg: SinkConfigBase) -> SinkSlot:
+        assert self._tg is not None
+        slot = self.sinks[sink_cfg.name] = SinkSlot(sink_cfg, self.journal)
+        n = sink_cfg.name
+        slot.task = self._tg.create_task(supervise(f"sink:{n}", slot.run_once, slot.status), name=f"sink[{n}]")
+        return slot
+
+    def start_hub(self, hub_cfg: HubConfigBase) -> HubSlot:
+        assert self._tg is not None and self.pipeline is not None
+        slot = self.hubs[hub_cfg.name] = HubSlot(hub_cfg, self.pipeline)
+        n = hub_cfg.name
+        slot.task = self._tg.create_task(supervise(f"hub:{n}", slot.run_once, slot.status), name=f"hub[{n}]")
+        return slot
+
+    def mount_routes(self, hub_cfg: HubConfigBase) -> None:
+        """Mount a hub's routes; a request finds the hub's slot of the moment by name (a reload may replace it)."""
+        assert self.server is not None
+        for route in SOURCES[hub_cfg.type].routes(hub_cfg):
+            self.server.add_route(route.method, route.path, functools.partial(self._handle, hub_cfg.name, route.name))
+
+    async def _handle(self, hub: str, route: str, request: web.Request) -> web.StreamResponse:
+        slot = self.hubs.get(hub)
+        if slot is None:  # removed by a reload: the same 404 as any unknown path
+            return web.Response(status=404, text=NOT_FOUND)
+        return await slot.handle(route, request)
+
+    async def _stop_hubs(self, tasks: list[asyncio.Task[None]], deadline: float) -> None:
         """Stop streams and polls, and commit what they queued, within the drain deadline."""
         for slot in self.hubs.values():
             slot.stop()
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=DRAIN_DEADLINE)
+        _, pending = await asyncio.wait(tasks, timeout=max(0.1, deadline - time.monotonic()))
         for task in pending:
             task.cancel()
         if pending:
             log.warning("hubs did not finish committing what they had queued within the deadline", hubs=len(pending))
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _drain(self) -> None:
+    async def _drain(self, deadline: float) -> None:
         """Give sinks a bounded time to deliver what is journalled; what is left is delivered next start."""
-        deadline = time.monotonic() + DRAIN_DEADLINE
         while time.monotonic() < deadline:
             if all(s.lag == 0 or s.status.state != "ok" for s in self.sinks.values()):
                 return

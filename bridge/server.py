@@ -111,10 +111,24 @@ class Server:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/healthz", self._guarded(self._healthz))
         self.app = app
+        # Routes mounted after start (a hub a reload added): aiohttp's router is frozen by then, so the catch-all
+        # route looks them up.
+        self._late: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._mounted: set[tuple[str, str]] = set()
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
-        """Mount a source's route (before :meth:`start`)."""
-        self.app.router.add_route(method, path, self._guarded(handler))
+        """Mount a source's route (once per method and path; a second mount of the same one is ignored)."""
+        if (method, path) in self._mounted:
+            return
+        self._mounted.add((method, path))
+        if self._runner is None:
+            self.app.router.add_route(method, path, self._guarded(handler))
+            return
+        pattern = "".join(
+            f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{") else re.escape(part)
+            for part in re.split(r"(\{[A-Za-z_]+\})", path)
+        )
+        self._late.append((method, re.compile(f"^{pattern}$"), handler))
 
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
@@ -170,8 +184,12 @@ class Server:
                 log.exception("request handler failed", path=_route_of(request))
             return web.Response(status=500, text="internal error")
 
-    @staticmethod
-    async def _not_found(request: web.Request) -> web.Response:
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        for method, pattern, handler in self._late:
+            m = pattern.match(request.path)
+            if m is not None and method == request.method:
+                request.match_info.update(m.groupdict())
+                return await self._guard(request, handler)
         return web.Response(status=404, text=NOT_FOUND)
 
     async def _healthz(self, request: web.Request) -> web.Response:
