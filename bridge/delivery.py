@@ -60,6 +60,11 @@ class SinkStatus:
     last_success: float | None = None
     restarts: int = 0
     health: str = ""
+    retries: int = 0  # failed attempts (each is retried)
+    in_flight: int = 0  # batches on their way
+    # (when settled, the JSON line of the batch's oldest event) per settled batch: bridge.metrics takes them for
+    # the delivery-latency histogram.
+    settled: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +147,7 @@ class Delivery:
                     continue
                 batch = _Batch(records)
                 self._window.append(batch)
+                self.status.in_flight = len(self._window)
                 tg.create_task(self._run_batch(batch), name=f"sink[{self.sink.name}].batch")
                 pos = batch.last_seq
 
@@ -177,8 +183,10 @@ class Delivery:
     async def _settle(self) -> None:
         """Advance the cursor over the oldest batches that are completely settled, in order."""
         last, dead, delivered = None, [], 0
+        settled: list[_Batch] = []
         while self._window and self._window[0].done:
             batch = self._window.popleft()
+            settled.append(batch)
             last = batch.last_seq
             dead.extend(batch.dead)
             delivered += batch.delivered
@@ -187,7 +195,9 @@ class Delivery:
         await self.journal.advance(self.sink.name, last, dead)
         self.status.delivered += delivered
         self.status.dead_lettered += len(dead)
-        self.status.last_success = time.time()
+        self.status.last_success = now = time.time()
+        self.status.settled.extend((now, b.records[0].body) for b in settled)
+        self.status.in_flight = len(self._window)
 
     async def _run_batch(self, batch: _Batch) -> None:
         try:
@@ -303,6 +313,7 @@ class Delivery:
     def _failed(self, outcome: Outcome) -> None:
         now = time.monotonic()
         self._attempts += 1
+        self.status.retries += 1
         holding = isinstance(outcome, Hold)
         reason = shorten(getattr(outcome, "reason", "unknown"), 500)
         state = "holding" if holding else "retrying"

@@ -118,6 +118,7 @@ async def apply(runtime: Runtime, new: BridgeConfig) -> bool:
         *(_stop_hub(runtime, n, timeout) for n in (*p.hubs_removed, *p.hubs_changed)),
         *(_stop_sink(runtime, n, timeout) for n in (*p.sinks_removed, *p.sinks_changed)),
     )
+    runtime.stats.count()  # what the stopped sinks counted goes into the totals before their status is gone
     if p.sinks_added or p.sinks_removed:
         await runtime.journal.register_sinks(
             [SinkSpec(s.name, s.renamed_from) for s in new.sinks], keep_removed=new.journal.removed_sinks == "keep"

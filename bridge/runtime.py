@@ -25,6 +25,7 @@ from bridge.delivery import Delivery, SinkStatus
 from bridge.errors import BridgeError
 from bridge.events import shorten
 from bridge.journal import Journal, SinkSpec, StateDirLock, prepare_state_dir
+from bridge.metrics import Stats
 from bridge.options import HubConfigBase, SinkConfigBase
 from bridge.pipeline import Listener, Pipeline
 from bridge.server import NOT_FOUND, Server
@@ -40,6 +41,8 @@ CRASH_WINDOW = 600.0
 RESTART_INITIAL = 1.0
 RESTART_MAX = 60.0
 RESTART_FLOOR = 0.5
+# How often /healthz's figures that need the journal (oldest undelivered event, device counts) are refreshed.
+STATS_EVERY = 1.0
 
 
 @dataclass(slots=True)
@@ -191,6 +194,7 @@ class Runtime:
         self.server: Server | None = None
         self.ready = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
+        self.stats = Stats(self)
         # Run as tasks once the bridge is running, cancelled when it starts stopping (bridge.service: the systemd
         # notifier and watchdog, the periodic summary line).
         self.services: list[Callable[[Runtime], Coroutine[Any, Any, None]]] = []
@@ -222,15 +226,18 @@ class Runtime:
             pipeline = self.pipeline = await Pipeline.open(self.journal)
             if self.on_events is not None:
                 pipeline.listeners.append(self.on_events)
+            pipeline.on_readings = self.stats.on_readings
+            pipeline.listeners.append(self.stats.on_events)
             log.info(
                 "journal open", path=str(self.journal.path), head=self.journal.head, known_values=len(pipeline.differ)
             )
             await self.journal.register_sinks(
                 [SinkSpec(s.name, s.renamed_from) for s in cfg.sinks], keep_removed=cfg.journal.removed_sinks == "keep"
             )
+            await self.stats.load()
             for sink_cfg in cfg.sinks:
                 self.start_sink(sink_cfg)
-            self.server = Server(cfg.listen_host, cfg.listen_port, self.health)
+            self.server = Server(cfg.listen_host, cfg.listen_port, self.health, self.stats.metrics)
             for hub_cfg in cfg.hubs:
                 self.mount_routes(hub_cfg)
             try:
@@ -246,6 +253,7 @@ class Runtime:
             self.ready.set()
             log.info("bridge running", hubs=len(self.hubs), sinks=len(self.sinks))
             services = [tg.create_task(svc(self), name=f"service[{svc.__name__}]") for svc in self.services]
+            services.append(tg.create_task(self._refresh_stats(), name="stats"))
             await self._serve(stop)
             log.info("stopping")
             for task in services:
@@ -258,7 +266,13 @@ class Runtime:
             for task in sink_tasks:
                 task.cancel()
             await asyncio.gather(*sink_tasks, return_exceptions=True)
+            await self.stats.save()
             await self.journal.close()
+
+    async def _refresh_stats(self) -> None:
+        while True:
+            await self.stats.refresh()
+            await asyncio.sleep(STATS_EVERY)
 
     async def _serve(self, stop: asyncio.Event) -> None:
         """Wait for ``stop``, applying a new config whenever a reload is requested meanwhile."""
@@ -332,15 +346,55 @@ class Runtime:
         )
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        hubs = {name: slot.status.as_dict() for name, slot in self.hubs.items()}
-        sinks = {
-            name: {**slot.status.as_dict(), "kind": slot.kind, "lag": slot.lag} for name, slot in self.sinks.items()
-        }
+        """/healthz: every hub and sink with its state; ok (200) only while all are ok, else degraded (503)."""
+        stats = self.stats
+        stats.count()
+        problems: list[str] = []
+        hubs: dict[str, Any] = {}
+        for name, hub_slot in self.hubs.items():
+            hst = hub_slot.status
+            streams = hst.streams
+            hubs[name] = {
+                **hst.as_dict(),
+                "streams_connected": sorted(k for k, v in streams.items() if v.get("up")),
+                "last_event": stats.last_event.get(name),
+                "devices": stats.devices.get(name, 0),
+                "crash_loop": stats.crash_loop(f"hub:{name}"),
+            }
+            if hst.state != "ok":
+                problems.append(f"hub {name} is {hst.state}" + (f": {hst.detail}" if hst.detail else ""))
+            elif hubs[name]["crash_loop"]:
+                problems.append(f"hub {name} keeps crashing ({hst.restarts} restarts)")
+        sinks: dict[str, Any] = {}
+        for name, sink in self.sinks.items():
+            st = sink.status
+            totals = stats.totals.get(name, {})
+            sinks[name] = {
+                **st.as_dict(),
+                "kind": sink.kind,
+                "lag": sink.lag,
+                "backlog": sink.lag,
+                "oldest_undelivered_age": stats.oldest.get(name),
+                "in_flight": st.in_flight,
+                "retries": st.retries,
+                "delivered_total": totals.get("delivered", 0),
+                "dead_lettered_total": totals.get("dead_lettered", 0),
+                "crash_loop": stats.crash_loop(f"sink:{name}"),
+            }
+            if st.state != "ok":
+                problems.append(f"sink {name} is {st.state}" + (f": {st.detail}" if st.detail else ""))
+            elif sinks[name]["crash_loop"]:
+                problems.append(f"sink {name} keeps crashing ({st.restarts} restarts)")
+            if stats.recent_dead_letter(name):
+                problems.append(f"sink {name} dead-lettered events in the last hour (hubbridge spool dead-letters)")
         disk = self.journal.disk
-        ok = all(s["state"] == "ok" for s in sinks.values()) and all(h["state"] == "ok" for h in hubs.values())
-        ok = ok and not self.journal.full
+        if self.journal.full:
+            problems.append("the journal is full: hubs hold until the sinks catch up")
+        ok = not problems
         return ok, {
             "status": "ok" if ok else "degraded",
+            "problems": problems,
+            "uptime": round(time.time() - stats.started, 1),
             "hubs": hubs,
             "sinks": sinks,
             "journal": {

@@ -101,15 +101,24 @@ class _RequestLog:
 
 
 class Server:
-    def __init__(self, host: str, port: int, health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        health: Callable[[], tuple[bool, dict[str, Any]]],
+        metrics: Callable[[], bytes] | None = None,
+    ) -> None:
         self.host, self.port = host, port
         self.health = health
+        self.metrics = metrics
         self._runner: web.AppRunner | None = None
         self._rate = RateLimitedLog(log, window=60.0)
         # Each route is wrapped in the guard when it is mounted, not by a middleware: a middleware chain costs every
         # request more than the guard itself.
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/healthz", self._guarded(self._healthz))
+        if metrics is not None:
+            app.router.add_get("/metrics", self._guarded(self._metrics))
         self.app = app
         # Routes mounted after start (a hub a reload added): aiohttp's router is frozen by then, so the catch-all
         # route looks them up.
@@ -191,6 +200,11 @@ class Server:
                 request.match_info.update(m.groupdict())
                 return await self._guard(request, handler)
         return web.Response(status=404, text=NOT_FOUND)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        # Prometheus text format 0.0.4 (prometheus-client renders it).
+        return web.Response(body=self.metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         ok, body = self.health()
