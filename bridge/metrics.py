@@ -38,7 +38,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TOTALS_KEY = ("@bridge", "sink_totals")
 SAVE_EVERY = 10.0
 # Restarts of one component within this window make a crash loop (degraded on /healthz).
-CRASH_LOOP = (3, 600.0)
+CRASH_LOOP = (5, 600.0)
 # A dead letter within this window makes the sink degraded on /healthz.
 DEAD_LETTER_RECENT = 3600.0
 
