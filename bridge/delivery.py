@@ -62,6 +62,7 @@ class SinkStatus:
     health: str = ""
     retries: int = 0  # failed attempts (each is retried)
     in_flight: int = 0  # batches on their way
+    progress: float = field(default_factory=time.monotonic)  # when an attempt last finished (the watchdog reads it)
     # (when settled, the JSON line of the batch's oldest event) per settled batch: bridge.metrics takes them for
     # the delivery-latency histogram.
     settled: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=10_000))
@@ -197,6 +198,7 @@ class Delivery:
         self.status.dead_lettered += len(dead)
         self.status.last_success = now = time.time()
         self.status.settled.extend((now, b.records[0].body) for b in settled)
+        self.status.progress = time.monotonic()
         self.status.in_flight = len(self._window)
 
     async def _run_batch(self, batch: _Batch) -> None:
@@ -301,8 +303,11 @@ class Delivery:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands just as
             # send() finishes, and the loop would then outlive the shutdown that cancelled it.
             async with asyncio.timeout(self.options.send_timeout):
-                return await self.sink.send(part)
+                outcome = await self.sink.send(part)
+            self.status.progress = time.monotonic()
+            return outcome
         except TimeoutError:
+            self.status.progress = time.monotonic()
             return Retry(f"no answer within {self.options.send_timeout:g}s")
         except Exception as exc:
             # A sink bug must not stop delivery for good, nor lose the batch: log it and retry.

@@ -24,6 +24,7 @@ from bridge.config import BridgeConfig, load_config
 from bridge.errors import ConfigError
 from bridge.journal import SinkSpec
 from bridge.logs import setup_logging
+from bridge.notify import NOTIFIER, monotonic_usec
 from bridge.options import Model
 
 if TYPE_CHECKING:
@@ -92,12 +93,16 @@ async def reload_from_file(runtime: Runtime) -> bool:
         log.error("reload refused: this bridge was not started from a config file")
         return False
     log.info("reloading the config", path=str(path))
+    NOTIFIER.send("RELOADING=1", monotonic_usec(), "STATUS=reloading the config")
     try:
-        new = load_config(path)
-    except ConfigError as exc:
-        log.error("reload refused: the new config is invalid; the old one keeps running", error=str(exc))
-        return False
-    return await apply(runtime, new)
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("reload refused: the new config is invalid; the old one keeps running", error=str(exc))
+            return False
+        return await apply(runtime, new)
+    finally:
+        NOTIFIER.send("READY=1")
 
 
 async def apply(runtime: Runtime, new: BridgeConfig) -> bool:

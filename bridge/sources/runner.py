@@ -61,6 +61,7 @@ class HubStatus:
     pushed: int = 0  # readings the push streams handed over
     restarts: int = 0
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    poll_started: float | None = None  # time.monotonic() while a poll is on its way (the watchdog reads it)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +138,7 @@ class HubRunner:
                     ingest.cancel()
             finally:
                 self.source = None
+                self.status.poll_started = None
                 for item in self._queue:
                     if item.future is not None and not item.future.done():
                         item.future.set_exception(
@@ -214,16 +216,19 @@ class HubRunner:
             # it catches up with what changed while the bridge was down.
             source: SourceName = "reconcile" if (src.reconciles or first) else "poll"
             self.polling = True
+            self.status.poll_started = time.monotonic()
             try:
                 readings = await src.poll(source)
                 readings.append(self._status_reading(True, None))
                 await self.pipeline.ingest(self.name, src.hub_type, readings, on_changes=src.polled)
             except JournalFull:
                 self.polling = False
+                self.status.poll_started = None
                 delay = 0.0
                 continue
             except (HubError, JournalError) as exc:
                 self.polling = False
+                self.status.poll_started = None
                 wait = backoff.next()
                 await self._poll_failed(exc, wait)
                 # While backing off, reconnects and hub restarts must not bring extra polls.
@@ -234,6 +239,7 @@ class HubRunner:
             backoff.reset()
             self._polled()
             self.polling = False
+            self.status.poll_started = None
             interval = src.reconcile_interval if src.stream_live else src.poll_interval
             delay = interval * random.uniform(0.9, 1.1)
 
