@@ -395,6 +395,7 @@ class Runtime:
             "status": "ok" if ok else "degraded",
             "problems": problems,
             "uptime": round(time.time() - stats.started, 1),
+            "events_emitted": sum(stats.emitted.values()),
             "hubs": hubs,
             "sinks": sinks,
             "journal": {

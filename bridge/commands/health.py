@@ -82,14 +82,14 @@ def _state(value: str) -> Text:
 
 @dataclass
 class Rates:
-    """Events per second per sink, from the delivered totals of two successive reads."""
+    """Events per second per sink (and in, under ""), from the totals of two successive reads."""
 
     last: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def update(self, body: dict[str, Any], now: float | None = None) -> dict[str, float | None]:
         now = time.monotonic() if now is None else now
         out: dict[str, float | None] = {}
-        for name, sink in body.get("sinks", {}).items():
+        for name, sink in [("", {"delivered_total": body.get("events_emitted", 0)}), *body.get("sinks", {}).items()]:
             total = int(sink.get("delivered_total", 0))
             before = self.last.get(name)
             out[name] = None if before is None or now <= before[0] else (total - before[1]) / (now - before[0])
@@ -104,6 +104,8 @@ def render(body: dict[str, Any], rates: dict[str, float | None] | None = None) -
     head.append("hubbridge ", style="bold")
     head.append(body.get("status", "?"), style="green" if body.get("status") == "ok" else "bold red")
     journal = body.get("journal", {})
+    rate = (rates or {}).get("")
+    head.append(f"   in {'-' if rate is None else f'{rate:.1f}'} ev/s")
     head.append(
         f"   up {age(body.get('uptime'))}   journal {journal.get('disk_bytes', 0) / 1e6:.1f} MB"
         f" (head {journal.get('head', 0)}){'   FULL' if journal.get('full') else ''}"

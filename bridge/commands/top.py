@@ -28,12 +28,15 @@ def top(config: str, url: str | None, interval: float, once: bool) -> int:
     console = Console(highlight=False)
     rates = Rates()
     if once:
+        # Two reads an interval apart, so the frame has rates too.
         try:
+            rates.update(fetch(base)[1])
+            time.sleep(max(0.1, interval))
             _, body = fetch(base)
         except Unreachable as exc:
             print(f"hubbridge: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
-        console.print(render(body))
+        console.print(render(body, rates.update(body)))
         return EXIT_OK
     interval = max(0.1, interval)
     try:
