@@ -23,7 +23,7 @@ from bridge.backoff import Backoff, RateLimitedLog
 from bridge.config import BridgeConfig
 from bridge.delivery import Delivery, SinkStatus
 from bridge.errors import BridgeError
-from bridge.events import shorten
+from bridge.events import Event, shorten
 from bridge.journal import Journal, SinkSpec, StateDirLock, prepare_state_dir
 from bridge.metrics import Stats
 from bridge.options import HubConfigBase, SinkConfigBase
@@ -228,6 +228,7 @@ class Runtime:
                 pipeline.listeners.append(self.on_events)
             pipeline.on_readings = self.stats.on_readings
             pipeline.listeners.append(self.stats.on_events)
+            pipeline.listeners.append(self._log_events)
             log.info(
                 "journal open", path=str(self.journal.path), head=self.journal.head, known_values=len(pipeline.differ)
             )
@@ -268,6 +269,24 @@ class Runtime:
             await asyncio.gather(*sink_tasks, return_exceptions=True)
             await self.stats.save()
             await self.journal.close()
+
+    def _log_events(self, events: list[Event]) -> None:
+        """At ``log.level: debug``, one line per committed event (what changed, from where)."""
+        if self.config.log.level != "debug":
+            return
+        for ev in events:
+            log.debug(
+                "event",
+                hub=ev.hub,
+                kind=ev.kind,
+                device_id=ev.device_id,
+                device=ev.device,
+                attribute=ev.attribute,
+                value=ev.value,
+                previous=ev.previous,
+                source=ev.source,
+                id=ev.id,
+            )
 
     async def _refresh_stats(self) -> None:
         while True:

@@ -291,7 +291,8 @@ class HubRunner:
         else:
             self.status.state, self.status.detail = "offline", text
             if self._online is not False:
-                self.log.warning("hub poll failed; backing off", error=text, retry_in=round(wait, 1))
+                until = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
+                self.log.warning("hub poll failed; backing off", error=text, retry_in=round(wait, 1), until=until)
             else:
                 self.log.debug("hub poll failed again", error=text, retry_in=round(wait, 1))
         if self._online is not False and not isinstance(exc, JournalError):
