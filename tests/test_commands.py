@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from bridge.cli import _parser
+from bridge.cli import _parser, main
 from bridge.sim.hubitat import HubitatSim
 from bridge.sources.hubitat import MOMENTARY
-from tests.test_cli import WAIT, bridges, cli, write_config
+from tests.test_cli import WAIT, bridges, write_config
 
 __all__ = ["bridges"]
 
@@ -48,22 +48,35 @@ def test_every_subcommand_has_a_description_and_examples() -> None:
         assert "examples:\n  hubbridge" in text or "examples:\n  HUBBRIDGE" in text or "systemctl" in text, name
 
 
-def test_config_defaults_to_the_environment_then_etc(tmp_path: Path) -> None:
+def _check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`hubbridge check ARGS` through the CLI's entry point (in-process: no interpreter start per call)."""
+    code = main(["check", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_config_defaults_to_the_environment_then_etc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Without -c, `check` reads $HUBBRIDGE_CONFIG; without that, /etc/hubbridge/hubbridge.yaml (named if missing)."""
     cfg = write_config(tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != "HUBBRIDGE_CONFIG"}
-    ok = cli("check", cwd=tmp_path, env={**env, "HUBBRIDGE_CONFIG": str(cfg)})
-    assert ok.returncode == 0 and str(cfg) in ok.stdout, ok.stderr
+    monkeypatch.setenv("HUBBRIDGE_CONFIG", str(cfg))
+    code, out, err = _check(capsys)
+    assert code == 0 and str(cfg) in out, err
+    monkeypatch.delenv("HUBBRIDGE_CONFIG")
     if Path("/etc/hubbridge/hubbridge.yaml").exists():
         pytest.skip("this machine has an installed config")
-    missing = cli("check", cwd=tmp_path, env=env)
-    assert missing.returncode == 2
-    assert missing.stderr.strip() == (
-        "hubbridge: /etc/hubbridge/hubbridge.yaml: cannot read the config file: No such file or directory"
+    code, out, err = _check(capsys)
+    assert code == 2
+    assert (
+        err.strip()
+        == "hubbridge: /etc/hubbridge/hubbridge.yaml: cannot read the config file: No such file or directory"
     )
 
 
-def test_check_credentials_reads_the_secret_files_from_a_directory(tmp_path: Path) -> None:
+def test_check_credentials_reads_the_secret_files_from_a_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A production config naming ${CREDENTIALS_DIRECTORY}/... is checked by hand with --credentials DIR."""
     hub = {
         "name": "home",
@@ -72,19 +85,19 @@ def test_check_credentials_reads_the_secret_files_from_a_directory(tmp_path: Pat
         "app_id": 1,
         "access_token_file": "${CREDENTIALS_DIRECTORY}/hubitat-token",
     }
-    cfg = write_config(tmp_path, hubs=[hub])
-    env = {k: v for k, v in os.environ.items() if k != "CREDENTIALS_DIRECTORY"}
-    plain = cli("check", "-c", str(cfg), cwd=tmp_path, env=env)
-    assert plain.returncode == 2 and "environment variable CREDENTIALS_DIRECTORY is not set" in plain.stderr
+    cfg = str(write_config(tmp_path, hubs=[hub]))
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    code, _, err = _check(capsys, "-c", cfg)
+    assert code == 2 and "environment variable CREDENTIALS_DIRECTORY is not set" in err
     creds = tmp_path / "credentials"
     creds.mkdir()
-    absent = cli("check", "-c", str(cfg), "--credentials", str(creds), cwd=tmp_path, env=env)
-    assert absent.returncode == 2 and f"cannot read secret file {creds}/hubitat-token" in absent.stderr
+    code, _, err = _check(capsys, "-c", cfg, "--credentials", str(creds))
+    assert code == 2 and f"cannot read secret file {creds}/hubitat-token" in err
     (creds / "hubitat-token").write_text("s3cret\n", encoding="utf-8")
-    good = cli("check", "-c", str(cfg), "--credentials", str(creds), cwd=tmp_path, env=env)
-    assert good.returncode == 0 and "1 hub(s): home" in good.stdout, good.stderr
-    notdir = cli("check", "-c", str(cfg), "--credentials", str(tmp_path / "nope"), cwd=tmp_path, env=env)
-    assert notdir.returncode == 2 and "not a directory" in notdir.stderr and "Traceback" not in notdir.stderr
+    code, out, err = _check(capsys, "-c", cfg, "--credentials", str(creds))
+    assert code == 0 and "1 hub(s): home" in out, err
+    code, _, err = _check(capsys, "-c", cfg, "--credentials", str(tmp_path / "nope"))
+    assert code == 2 and "not a directory" in err and err.count("\n") == 1
 
 
 def _hub(url: str) -> dict[str, Any]:
@@ -149,7 +162,16 @@ async def _top_in_a_pty(cfg: Path) -> tuple[int, str]:
     return proc.returncode, screen.decode("utf-8", "replace")
 
 
-async def test_status_tap_and_top_show_the_running_bridge(tmp_path: Path, bridges: Any) -> None:
+async def _status(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`hubbridge status ARGS` through the CLI's entry point, in a thread (it blocks on its HTTP request)."""
+    code = await asyncio.to_thread(main, ["status", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+async def test_status_tap_and_top_show_the_running_bridge(
+    tmp_path: Path, bridges: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """status: a table and exit 0, JSON, exit 3 when down; tap: the committed change; top: redrawn in place."""
     async with HubitatSim(access_token=TOKEN) as sim:
         port = _free_port()
@@ -158,10 +180,10 @@ async def test_status_tap_and_top_show_the_running_bridge(tmp_path: Path, bridge
         await b.running()
         await b.wait_for(lambda: bool(b.entries("hub online")), "the hub is online")
 
-        code, out, err = await _run("status", "-c", str(cfg), cwd=tmp_path)
+        code, out, err = await _status(capsys, "-c", str(cfg))
         assert code == 0, (out, err)
         assert "hubbridge ok" in out and "home" in out and "archive" in out and "eventsocket" in out, out
-        code, out, _ = await _run("status", "-c", str(cfg), "--json", cwd=tmp_path)
+        code, out, _ = await _status(capsys, "-c", str(cfg), "--json")
         assert code == 0 and json.loads(out)["sinks"]["archive"]["state"] == "ok"
 
         key = next(
@@ -192,11 +214,13 @@ async def test_status_tap_and_top_show_the_running_bridge(tmp_path: Path, bridge
         assert "Traceback" not in screen
 
         assert await b.stop() == 0
-        code, out, err = await _run("status", "-c", str(cfg), cwd=tmp_path)
+        code, out, err = await _status(capsys, "-c", str(cfg))
         assert code == 3 and out == "" and err.count("\n") == 1 and "no bridge answers" in err, (out, err)
 
 
-async def test_status_exit_code_is_1_when_degraded(tmp_path: Path, bridges: Any) -> None:
+async def test_status_exit_code_is_1_when_degraded(
+    tmp_path: Path, bridges: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Splunk not reachable: status exits 1 and says which sink and why."""
     async with HubitatSim(access_token=TOKEN) as sim:
         sink = {"name": "splunk", "type": "splunk_hec", "url": f"http://127.0.0.1:{_free_port()}", "token": "t0k3n"}
@@ -204,7 +228,7 @@ async def test_status_exit_code_is_1_when_degraded(tmp_path: Path, bridges: Any)
         b = await bridges(cfg)
         await b.running()
         await b.wait_for(lambda: bool(b.entries("sink delivery failed; will retry")), "the sink fails")
-        code, out, err = await _run("status", "-c", str(cfg), cwd=tmp_path)
+        code, out, err = await _status(capsys, "-c", str(cfg))
         assert code == 1, (out, err)
         assert "degraded" in out and "sink splunk is retrying" in out, out
         await b.stop()
