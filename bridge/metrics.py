@@ -14,6 +14,7 @@ figures at scrape time, the delivery-latency histogram, the hub-request metrics 
 from __future__ import annotations
 
 import contextlib
+import operator
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -41,6 +42,8 @@ SAVE_EVERY = 10.0
 CRASH_LOOP = (5, 600.0)
 # A dead letter within this window makes the sink degraded on /healthz.
 DEAD_LETTER_RECENT = 3600.0
+
+_SOURCE = operator.attrgetter("source")
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
@@ -123,18 +126,17 @@ class Stats:
     # ------------------------------------------------------------------ feeding
 
     def on_readings(self, hub: str, readings: list[Reading]) -> None:
-        counts = Counter(r.source for r in readings)
-        for source, n in counts.items():
+        # map(attrgetter): counted at C speed; this runs for every ingest.
+        for source, n in Counter(map(_SOURCE, readings)).items():
             self.received[(hub, source)] += n
 
     def on_events(self, events: list[Event]) -> None:
         if not events:
             return
-        counts = Counter((e.hub, e.source) for e in events)
-        self.emitted.update(counts)
-        now = time.time()
-        for hub, _ in counts:
-            self.last_event[hub] = now
+        hub = events[0].hub  # one ingest is one hub's
+        for source, n in Counter(map(_SOURCE, events)).items():
+            self.emitted[(hub, source)] += n
+        self.last_event[hub] = time.time()
 
     async def load(self) -> None:
         """Take the stored sink totals (from before this start)."""

@@ -176,3 +176,33 @@ async def test_sigterm_with_a_batch_stuck_exits_0_within_shutdown_timeout_and_ke
         wanted = {e["id"] for e in _events(tmp_path / "file.jsonl")}
         await again.wait_for(lambda: wanted <= set(hec.ids()), "Splunk has every journalled event")
         assert await again.stop() == 0, again.stderr
+
+
+async def test_a_route_mounted_after_start_answers_and_others_stay_404() -> None:
+    """A hub added by a reload gets its webhook route on the running listener; other paths keep the same 404."""
+    import aiohttp
+    from aiohttp import web
+
+    from bridge.server import NOT_FOUND, Server
+
+    server = Server("127.0.0.1", 0, lambda: (True, {}))
+    await server.start()
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.match_info["secret"])
+        return web.Response(text="ok")
+
+    try:
+        server.add_route("POST", "/hubitat/new/{secret}", handler)
+        async with aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{server.port}"
+            async with http.post(f"{base}/hubitat/new/s3cr3t", json={}) as resp:
+                assert resp.status == 200 and await resp.text() == "ok"
+            async with http.get(f"{base}/hubitat/new/s3cr3t") as resp:
+                assert resp.status == 404 and await resp.text() == NOT_FOUND
+            async with http.post(f"{base}/hubitat/other/s3cr3t", json={}) as resp:
+                assert resp.status == 404 and await resp.text() == NOT_FOUND
+    finally:
+        await server.stop()
+    assert seen == ["s3cr3t"]
