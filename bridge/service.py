@@ -30,6 +30,8 @@ log = structlog.get_logger("bridge.service")
 
 # How often the STATUS line is refreshed when there is no watchdog to feed.
 STATUS_EVERY = 5.0
+# READY waits at most this long for hubs and sinks to be past starting (systemd's start timeout is 90 s).
+READY_WAIT = 60.0
 # The flow summary: one info line this often.
 SUMMARY_EVERY = 300.0
 
@@ -111,12 +113,22 @@ class Stalls:
         return out
 
 
+def _starting(rt: Runtime) -> bool:
+    hubs = any(h.status.state == "starting" for h in rt.hubs.values())
+    return hubs or any(s.status.state == "starting" for s in rt.sinks.values())
+
+
 async def notify_loop(rt: Runtime, notifier: Notifier) -> None:
     """READY, then STATUS (and WATCHDOG while not wedged) on every tick; STOPPING when cancelled."""
     interval = watchdog_interval()
     tick = min(interval, STATUS_EVERY) if interval else STATUS_EVERY
     stalls = Stalls(rt.config.stall_timeout)
     rate = Rate()
+    # READY once every hub and sink is past starting (a first poll answered or failed, a sink's health check
+    # done): up, or waiting in a known state. Capped, so a slow hub cannot hold systemd's start past its timeout.
+    deadline = time.monotonic() + READY_WAIT
+    while time.monotonic() < deadline and _starting(rt):  # noqa: ASYNC110 - states are plain fields, no event
+        await asyncio.sleep(0.05)
     line = status_line(rt, 0.0)
     notifier.send("READY=1", f"STATUS={line}", f"MAINPID={os.getpid()}")
     fed = True

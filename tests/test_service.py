@@ -80,6 +80,7 @@ async def test_watchdog_fed_through_an_outage_and_not_when_wedged(tmp_path: Path
             await b.wait_for(lambda: count("READY=1") == 1, "READY=1")
             ready = next(m for m in messages if "READY=1" in m)
             assert "STATUS=1 hub, 1 sink, " in ready and f"MAINPID={b.pid}" in ready, ready
+            assert "starting" not in ready, "READY once the hub and the sink are past starting"
             await b.wait_for(lambda: count("WATCHDOG=1") >= 3, "the watchdog is fed")
             await b.wait_for(lambda: bool(b.entries("sink ready")), "Splunk is up")
 
@@ -110,6 +111,19 @@ async def test_watchdog_fed_through_an_outage_and_not_when_wedged(tmp_path: Path
         with contextlib.suppress(asyncio.CancelledError):
             await reader
         sock.close()
+
+
+def test_a_hub_poll_stuck_is_wedged_and_a_hub_backing_off_is_not() -> None:
+    """An offline hub waits out its backoff (fed); a poll on its way longer than stall_timeout is wedged."""
+    hub = SimpleNamespace(status=SimpleNamespace(state="offline", poll_started=None))
+    rt: Any = SimpleNamespace(hubs={"home": hub}, sinks={}, journal=SimpleNamespace(commit_started=None))
+    stalls = Stalls(10.0)
+    assert stalls.wedged(rt, now=1000.0) == []
+    hub.status.state, hub.status.poll_started = "ok", 995.0
+    assert stalls.wedged(rt, now=1000.0) == []
+    assert stalls.wedged(rt, now=1006.0) == ["hub home: a poll has been on its way for 11s"]
+    rt.journal.commit_started = 990.0
+    assert "journal: a commit has been on the disk for 16s" in stalls.wedged(rt, now=1006.0)
 
 
 def test_an_idle_sink_that_gets_work_is_not_stale() -> None:
