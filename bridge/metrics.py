@@ -104,9 +104,10 @@ class Stats:
         self.oldest: dict[str, float | None] = {}  # sink -> age in seconds of its oldest undelivered event
         # Totals per sink across restarts: what was stored plus what every status object counted since.
         self.totals: dict[str, dict[str, int]] = {}
-        self._seen: dict[tuple[str, int], tuple[int, int, int]] = {}  # (sink, id(status)) -> counted so far
+        # sink -> (its status object, what was counted of it so far); a reload's new status starts from zero.
+        self._seen: dict[str, tuple[object, int, int, int]] = {}
         self._restarts: dict[str, deque[float]] = {}
-        self._restart_seen: dict[tuple[str, int], int] = {}
+        self._restart_seen: dict[str, tuple[object, int]] = {}
         self._last_dead: dict[str, float] = {}
         self._saved: dict[str, dict[str, int]] = {}
         self._last_save = 0.0
@@ -163,23 +164,23 @@ class Stats:
         now = time.time()
         for name, slot in self.runtime.sinks.items():
             st = slot.status
-            key = (name, id(st))
-            seen = self._seen.get(key, (0, 0, 0))
+            before = self._seen.get(name)
+            seen = before[1:] if before is not None and before[0] is st else (0, 0, 0)
             total = self.totals.setdefault(name, {"delivered": 0, "dead_lettered": 0, "retries": 0})
             total["delivered"] += st.delivered - seen[0]
             total["dead_lettered"] += st.dead_lettered - seen[1]
             total["retries"] += st.retries - seen[2]
             if st.dead_lettered > seen[1]:
                 self._last_dead[name] = now
-            self._seen[key] = (st.delivered, st.dead_lettered, st.retries)
+            self._seen[name] = (st, st.delivered, st.dead_lettered, st.retries)
             while st.settled:
                 at, body = st.settled.popleft()
                 t = event_time(body)
                 if t is not None:
                     self.latency.labels(name).observe(max(0.0, at - t))
-            self._note_restarts(f"sink:{name}", id(st), st.restarts)
+            self._note_restarts(f"sink:{name}", st, st.restarts)
         for name, hub_slot in self.runtime.hubs.items():
-            self._note_restarts(f"hub:{name}", id(hub_slot.status), hub_slot.status.restarts)
+            self._note_restarts(f"hub:{name}", hub_slot.status, hub_slot.status.restarts)
         received: Counter[str] = Counter()
         emitted: Counter[str] = Counter()
         for (hub, _), n in self.received.items():
@@ -189,12 +190,13 @@ class Stats:
         for hub, n in received.items():
             self.unchanged[hub] = max(0, n - emitted[hub])
 
-    def _note_restarts(self, name: str, ident: int, restarts: int) -> None:
-        seen = self._restart_seen.get((name, ident), 0)
+    def _note_restarts(self, name: str, status: object, restarts: int) -> None:
+        before = self._restart_seen.get(name)
+        seen = before[1] if before is not None and before[0] is status else 0
         if restarts > seen:
             times = self._restarts.setdefault(name, deque(maxlen=CRASH_LOOP[0] * 4))
             times.extend([time.monotonic()] * (restarts - seen))
-        self._restart_seen[(name, ident)] = restarts
+        self._restart_seen[name] = (status, restarts)
 
     def crash_loop(self, name: str) -> bool:
         times = self._restarts.get(name)

@@ -123,7 +123,6 @@ async def apply(runtime: Runtime, new: BridgeConfig) -> bool:
         *(_stop_hub(runtime, n, timeout) for n in (*p.hubs_removed, *p.hubs_changed)),
         *(_stop_sink(runtime, n, timeout) for n in (*p.sinks_removed, *p.sinks_changed)),
     )
-    runtime.stats.count()  # what the stopped sinks counted goes into the totals before their status is gone
     if p.sinks_added or p.sinks_removed:
         await runtime.journal.register_sinks(
             [SinkSpec(s.name, s.renamed_from) for s in new.sinks], keep_removed=new.journal.removed_sinks == "keep"
@@ -166,9 +165,11 @@ async def _stop_hub(runtime: Runtime, name: str, timeout: float) -> None:
 
 
 async def _stop_sink(runtime: Runtime, name: str, timeout: float) -> None:
-    slot = runtime.sinks.pop(name)
+    slot = runtime.sinks[name]
     slot.stop()
     if slot.task is not None and (slot.delivery is None or slot.status.state in ("restarting", "retrying", "holding")):
         # Failing or between runs: what it has on its way is not delivered, and is sent again (same ids) later.
         slot.task.cancel()
     await _finish(slot.task, timeout, "sink", name)
+    runtime.stats.count()  # what it delivered goes into the totals before its status is gone
+    del runtime.sinks[name]

@@ -28,9 +28,8 @@ REFUSED = "reload refused: the new config is invalid; the old one keeps running"
 
 
 def _events(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]  # not a line being written
 
 
 def _sink(tmp: Path, name: str) -> dict[str, Any]:
