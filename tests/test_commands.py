@@ -113,15 +113,6 @@ def _hub(url: str) -> dict[str, Any]:
     }
 
 
-async def _run(*args: str, cwd: Path) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge.cli", *args, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), WAIT)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
 async def _top_in_a_pty(cfg: Path) -> tuple[int, str]:
     """`hubbridge top` on a pseudo-terminal until it has redrawn a few times, then Ctrl-C."""
     master, slave = pty.openpty()
@@ -243,11 +234,20 @@ async def test_devices_lists_devices_and_estimates_events_per_day(tmp_path: Path
             for k, v in sim.state().items()
             if isinstance(v, int) and not isinstance(v, bool) and k[1] not in MOMENTARY
         )
-        run = asyncio.create_task(_run("devices", "-c", str(cfg), "--sample", "2", "--json", cwd=tmp_path))
-        for n in range(40):  # changes while it samples
+        proc = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "bridge.cli", "devices", "-c", str(cfg), "--sample", "2", "--json"),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        started = await asyncio.wait_for(proc.stderr.readline(), WAIT)
+        assert b"sampling changes for 2s" in started, started
+        for n in range(20):  # changes while it samples
             sim.set_attribute(key[0], key[1], 500 + n)
             await asyncio.sleep(0.05)
-        code, out, err = await run
+        raw, rest = await asyncio.wait_for(proc.communicate(), WAIT)
+        code, out, err = proc.returncode, raw.decode(), rest.decode()
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == len({d for d, _ in sim.state()}), "every device of the hub"

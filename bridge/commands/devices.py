@@ -93,6 +93,11 @@ async def _sample(cfg: Any, seconds: float) -> _DryRun:
     async with source_cls(cfg, ctx) as src:
         ctx.take(await src.poll("poll"))
         ctx.sampling = True
+        print(
+            f"hub {cfg.name}: {len(ctx.names)} device(s); sampling changes for {seconds:g}s",
+            file=sys.stderr,
+            flush=True,
+        )
         streams = {n: run for n, run in src.streams().items() if n != "postURL"}
         tasks = [asyncio.create_task(run(), name=f"devices[{cfg.name}].{n}") for n, run in streams.items()]
         try:
