@@ -84,6 +84,11 @@ class SinkStatus:
     last_success: float | None = None
     restarts: int = 0
     health: str = ""
+    retries: int = 0  # failed attempts (each is retried)
+    progress: float = field(default_factory=time.monotonic)  # when an attempt last finished (the watchdog reads it)
+    # (when settled, the JSON line of the batch's oldest event) per settled batch: bridge.metrics takes them for
+    # the delivery-latency histogram.
+    settled: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -133,6 +138,12 @@ class Delivery:
         self.filters = filters
         self._replaying: set[int] = set()
         self._next_replay_check = 0.0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Take no new batch; :meth:`run` returns once those on their way are settled (the cursor moved over them)."""
+        self._stopping = True
+        self._finished.set()
 
     @property
     def lag(self) -> int:
@@ -147,6 +158,13 @@ class Delivery:
         async with asyncio.TaskGroup() as tg:
             while True:
                 await self._settle()
+                if self._stopping:
+                    if not self._window:
+                        return
+                    self._finished.clear()
+                    if not self._window[0].done:
+                        await self._finished.wait()
+                    continue
                 if len(self._window) >= self.max_in_flight:
                     # Full: only the oldest batch finishing lets the cursor (and so the window) move.
                     self._finished.clear()
@@ -246,8 +264,10 @@ class Delivery:
         last, dead, delivered, filtered = None, [], 0, 0
         state: dict[Key, FilterState] = {}
         replayed: list[int] = []
+        settled: list[_Batch] = []
         while self._window and self._window[0].done:
             batch = self._window.popleft()
+            settled.append(batch)
             last = batch.upto
             dead.extend(batch.dead)
             delivered += batch.delivered
@@ -265,7 +285,10 @@ class Delivery:
         self.status.delivered += delivered
         self.status.dead_lettered += len(dead)
         self.status.filtered += filtered
-        self.status.last_success = time.time()
+        self.status.last_success = now = time.time()
+        # Only batches that carried events say how late delivery was (an all-filtered one carried none).
+        self.status.settled.extend((now, b.records[0].body) for b in settled if b.records)
+        self.status.progress = time.monotonic()
 
     async def _run_batch(self, batch: _Batch) -> None:
         try:
@@ -389,8 +412,11 @@ class Delivery:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands just as
             # send() finishes, and the loop would then outlive the shutdown that cancelled it.
             async with asyncio.timeout(self.options.send_timeout):
-                return await self.sink.send(part)
+                outcome = await self.sink.send(part)
+            self.status.progress = time.monotonic()
+            return outcome
         except TimeoutError:
+            self.status.progress = time.monotonic()
             return Retry(f"no answer within {self.options.send_timeout:g}s")
         except Exception as exc:
             # A sink bug must not stop delivery for good, nor lose the batch: log it and retry.
@@ -401,6 +427,7 @@ class Delivery:
     def _failed(self, outcome: Outcome) -> None:
         now = time.monotonic()
         self._attempts += 1
+        self.status.retries += 1
         holding = isinstance(outcome, Hold)
         reason = shorten(getattr(outcome, "reason", "unknown"), 500)
         state = "holding" if holding else "retrying"

@@ -33,6 +33,8 @@ class Pipeline:
         self.journal = journal
         self.differ = differ
         self.listeners: list[Listener] = []
+        # Called with every ingest's hub and readings once recorded (bridge.metrics counts what is received).
+        self.on_readings: Callable[[str, list[Reading]], None] | None = None
         self.ingested = 0
         self.refused = 0
         self._refusals = RateLimitedLog(log, window=300.0)
@@ -56,6 +58,9 @@ class Pipeline:
         back) or a commit this ingest's unchanged values depended on failed; retrying the same readings is safe.
         """
         self.journal.check_room()
+        received: list[Reading] | None = None
+        if self.on_readings is not None:
+            readings = received = readings if isinstance(readings, list) else list(readings)
         diff = self.differ.diff(hub, hub_type, readings)
         encoded, rows = self._encode(hub, diff)
         try:
@@ -70,6 +75,8 @@ class Pipeline:
         await asyncio.shield(future)
         if diff.waits:
             await self._wait_for(diff)
+        if self.on_readings is not None and received is not None:
+            self.on_readings(hub, received)
         if diff.events:
             self.ingested += len(diff.events)
             for listener in self.listeners:

@@ -34,34 +34,74 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 def add_parser(sub: Any) -> None:
     """The ``spool`` subcommands, on the CLI's subparsers."""
-    spool = sub.add_parser("spool", help="inspect the journal; replay or purge dead letters")
+    from bridge.commands import add_config, subcommand
+
+    spool = sub.add_parser(
+        "spool",
+        help="inspect the journal; replay or purge dead letters",
+        description="Inspect and maintain the journal: backlog per sink, dead letters, replaying and purging them.",
+    )
     spool_sub = spool.add_subparsers(dest="spool_command", required=True)
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = spool_sub.add_parser(name, help=help)
-        p.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    def command(name: str, summary: str, description: str, examples: list[tuple[str, str]]) -> argparse.ArgumentParser:
+        p = subcommand(spool_sub, name, summary, description, examples)
+        add_config(p)
         return p
 
-    stats = command("stats", "per sink: backlog, oldest undelivered age, in flight, dead letters")
+    stats = command(
+        "stats",
+        "per sink: backlog, oldest undelivered age, in flight, dead letters",
+        """Per sink: events not yet delivered, the age of the oldest, events on their way (asked of the running
+        bridge's /healthz) and dead letters. Read-only: it works beside the running bridge.""",
+        [("hubbridge spool stats", "the installed bridge"), ("hubbridge spool stats -c bridge.yaml --json", "JSON")],
+    )
     stats.add_argument("--json", action="store_true", help="one JSON object per sink")
-    dl = command("dead-letters", "list events a sink could never deliver, newest first")
+    dl = command(
+        "dead-letters",
+        "list events a sink could never deliver, newest first",
+        """List the events a sink refused for good (dead letters), newest first, with the reason the destination
+        gave. Read-only: it works beside the running bridge.""",
+        [
+            ("hubbridge spool dead-letters", "all sinks"),
+            ("hubbridge spool dead-letters --sink splunk --json --limit 10", "the last 10 of one sink, as JSON"),
+        ],
+    )
     dl.add_argument("--sink", default=None, help="only this sink")
     dl.add_argument("--json", action="store_true", help="one JSON object per line")
     dl.add_argument("--limit", type=int, default=1000)
-    replay = command("replay", "send a sink's dead letters again (original ids), also while the bridge runs")
+    replay = command(
+        "replay",
+        "send a sink's dead letters again (original ids), also while the bridge runs",
+        """Put a sink's dead letters back into its delivery, with their original ids (a receiver that
+        deduplicates by id sees a resend, not a new event). A running bridge picks them up within seconds.""",
+        [
+            ("hubbridge spool replay --sink relay", "every dead letter of the sink relay"),
+            ("hubbridge spool replay --sink relay --since 2h", "those dead-lettered in the last two hours"),
+        ],
+    )
     replay.add_argument("--sink", required=True)
     replay.add_argument(
         "--since", default=None, help="only those dead-lettered since T (2026-12-01T10:00, or 2h ago as 2h)"
     )
     replay.add_argument("--id", default=None, help="only the event with this id")
-    purge = command("purge", "delete a sink's dead letters for good")
+    purge = command(
+        "purge",
+        "delete a sink's dead letters for good",
+        """Delete a sink's dead letters for good (they are kept up to journal.dead_letters.max_count and
+        max_age otherwise).""",
+        [("hubbridge spool purge --sink relay --dead-letters --before 7d", "those older than a week")],
+    )
     purge.add_argument("--sink", required=True)
     purge.add_argument("--dead-letters", action="store_true", required=True, help="what to purge (required)")
     purge.add_argument(
         "--before", default=None, help="only those dead-lettered before T (a date, or 7d for 7 days ago)"
     )
     drop = command(
-        "drop-sink", "forget a removed sink's place in the journal, and with it the events it had not delivered"
+        "drop-sink",
+        "forget a removed sink's place in the journal, and with it the events it had not delivered",
+        """Forget the journal cursor of a sink that is no longer in the config (kept because of
+        journal.removed_sinks: keep), and with it the events it had not delivered. Stop the bridge first.""",
+        [("hubbridge spool drop-sink old-splunk", "drop what old-splunk had not delivered")],
     )
     drop.add_argument("sink", help="the name of a sink that is no longer in the config")
 

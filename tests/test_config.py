@@ -668,7 +668,7 @@ def test_the_shipped_example_config_loads(tmp_path: Path) -> None:
     text = (Path(__file__).resolve().parent.parent / "config.example.yaml").read_text(encoding="utf-8")
     for name in ("hubitat-token", "splunk-token"):
         (tmp_path / name).write_text("secret-from-a-file\n", encoding="utf-8")
-        text = text.replace(f"/run/credentials/hubbridge.service/{name}", str(tmp_path / name))
     path = write(tmp_path, text)
-    cfg = load_config(path, env={})
+    # The secrets are systemd credentials: ${CREDENTIALS_DIRECTORY}/<name>, as `check --credentials DIR` sets it.
+    cfg = load_config(path, env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert [h.name for h in cfg.hubs] == ["house"] and [s.name for s in cfg.sinks] == ["splunk", "archive"]

@@ -135,6 +135,9 @@ class Journal:
         self._db: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._pending: list[_Append] = []
+        # time.monotonic() while a commit is on the disk (the service watchdog reads it: a commit that never
+        # returns, a hung disk, is a wedged bridge).
+        self.commit_started: float | None = None
         self._wake = asyncio.Event()
         self._grew: asyncio.Future[None] | None = None
         self._room = asyncio.Event()
@@ -410,6 +413,7 @@ class Journal:
             nbytes += item.nbytes
         batch, self._pending = self._pending[:n], self._pending[n:]
         work = asyncio.get_running_loop().run_in_executor(self._thread, self._commit_sync, batch)
+        self.commit_started = time.monotonic()
         try:
             outcome: tuple[int, int, DiskUse] | BaseException = await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -418,6 +422,8 @@ class Journal:
             raise
         except Exception as exc:
             outcome = exc
+        finally:
+            self.commit_started = None
         self._resolve(batch, outcome)
 
     def _resolve(self, batch: list[_Append], outcome: tuple[int, int, DiskUse] | BaseException) -> None:

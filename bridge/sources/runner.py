@@ -66,6 +66,7 @@ class HubStatus:
     health_rounds: int = 0  # hub health rounds that answered
     health_detail: str = ""  # why the last health round failed ("" when it answered)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    poll_started: float | None = None  # time.monotonic() while a poll is on its way (the watchdog reads it)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +148,7 @@ class HubRunner:
                     ingest.cancel()
             finally:
                 self.source = None
+                self.status.poll_started = None
                 for item in self._queue:
                     if item.future is not None and not item.future.done():
                         item.future.set_exception(
@@ -231,16 +233,19 @@ class HubRunner:
             # it catches up with what changed while the bridge was down.
             source: SourceName = "reconcile" if (src.reconciles or first) else "poll"
             self.polling = True
+            self.status.poll_started = time.monotonic()
             try:
                 readings = await src.poll(source)
                 readings.append(self._status_reading(True, None))
                 await self.pipeline.ingest(self.name, src.hub_type, readings, on_changes=src.polled)
             except JournalFull:
                 self.polling = False
+                self.status.poll_started = None
                 delay = 0.0
                 continue
             except (HubError, JournalError) as exc:
                 self.polling = False
+                self.status.poll_started = None
                 # A rate limit's Retry-After (the cloud relay's 429) is honoured when longer than the backoff.
                 wait = backoff.next(exc.retry_after if isinstance(exc, HubUnavailable) else None)
                 await self._poll_failed(exc, wait)
@@ -252,6 +257,7 @@ class HubRunner:
             backoff.reset()
             self._polled()
             self.polling = False
+            self.status.poll_started = None
             interval = src.reconcile_interval if src.stream_live else src.poll_interval
             delay = interval * random.uniform(0.9, 1.1)
 
@@ -339,7 +345,8 @@ class HubRunner:
         else:
             self.status.state, self.status.detail = "offline", text
             if self._online is not False:
-                self.log.warning("hub poll failed; backing off", error=text, retry_in=round(wait, 1))
+                until = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
+                self.log.warning("hub poll failed; backing off", error=text, retry_in=round(wait, 1), until=until)
             else:
                 self.log.debug("hub poll failed again", error=text, retry_in=round(wait, 1))
         if self._online is not False and not isinstance(exc, JournalError):

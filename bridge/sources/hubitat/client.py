@@ -13,6 +13,7 @@ as the relay's own, each told apart in its own line; the hub's own pages (a 500,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ import aiohttp
 from bridge.errors import HubAuthError, HubProtocolError, HubUnavailable
 from bridge.events import shorten
 from bridge.http import parse_retry_after, transport_problem
+from bridge.metrics import hub_request
 from bridge.sources.hubitat.config import HubitatConfig
 from bridge.sources.hubitat.storm import StormWatch
 from bridge.sources.hubitat.values import NotJson, loads
@@ -32,6 +34,13 @@ MAX_BODY = 32 * 1024 * 1024
 
 def _snippet(text: str, n: int = 80) -> str:
     return repr(shorten(" ".join(text.split()), n))
+
+
+def _timed(hub: str, path: str, shown: str | None) -> contextlib.AbstractContextManager[None]:
+    """Request metrics by endpoint template (``devices/{id}``): never a path with an id, a URL or a token in it."""
+    first, _, rest = path.partition("/")
+    endpoint = f"{first}/{{id}}" if first == "devices" and rest != "all" else first if shown or not rest else path
+    return hub_request(hub, endpoint)
 
 
 class MakerApi:
@@ -50,6 +59,10 @@ class MakerApi:
 
         ``shown`` replaces ``path`` in error texts when the path carries a secret (the POST-URL registration).
         """
+        with _timed(self.cfg.name, path, shown):
+            return await self._get(path, shown)
+
+    async def _get(self, path: str, shown: str | None) -> Any:
         hub = self.cfg.name
         where = f"GET {shown or path}"
         try:
