@@ -37,6 +37,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Where the sink totals live in the journal's hub_meta table (a name no hub can have: names are YAML strings,
 # but this one is reserved here).
 TOTALS_KEY = ("@bridge", "sink_totals")
+# The per-sink counts kept across restarts (a journal written before "filtered" existed reads it as 0).
+_TOTALS = ("delivered", "dead_lettered", "retries", "filtered")
 SAVE_EVERY = 10.0
 # Restarts of one component within this window make a crash loop (degraded on /healthz).
 CRASH_LOOP = (5, 600.0)
@@ -105,7 +107,7 @@ class Stats:
         # Totals per sink across restarts: what was stored plus what every status object counted since.
         self.totals: dict[str, dict[str, int]] = {}
         # sink -> (its status object, what was counted of it so far); a reload's new status starts from zero.
-        self._seen: dict[str, tuple[object, int, int, int]] = {}
+        self._seen: dict[str, tuple[object, int, int, int, int]] = {}
         self._restarts: dict[str, deque[float]] = {}
         self._restart_seen: dict[str, tuple[object, int]] = {}
         self._last_dead: dict[str, float] = {}
@@ -145,7 +147,7 @@ class Stats:
         if isinstance(stored, dict):
             for sink, t in stored.items():
                 if isinstance(t, dict):
-                    self.totals[sink] = {k: int(t.get(k, 0)) for k in ("delivered", "dead_lettered", "retries")}
+                    self.totals[sink] = {k: int(t.get(k, 0)) for k in _TOTALS}
         self._saved = {k: dict(v) for k, v in self.totals.items()}
 
     async def save(self) -> None:
@@ -165,14 +167,15 @@ class Stats:
         for name, slot in self.runtime.sinks.items():
             st = slot.status
             before = self._seen.get(name)
-            seen = before[1:] if before is not None and before[0] is st else (0, 0, 0)
-            total = self.totals.setdefault(name, {"delivered": 0, "dead_lettered": 0, "retries": 0})
+            seen = before[1:] if before is not None and before[0] is st else (0, 0, 0, 0)
+            total = self.totals.setdefault(name, dict.fromkeys(_TOTALS, 0))
             total["delivered"] += st.delivered - seen[0]
             total["dead_lettered"] += st.dead_lettered - seen[1]
             total["retries"] += st.retries - seen[2]
+            total["filtered"] += st.filtered - seen[3]
             if st.dead_lettered > seen[1]:
                 self._last_dead[name] = now
-            self._seen[name] = (st, st.delivered, st.dead_lettered, st.retries)
+            self._seen[name] = (st, st.delivered, st.dead_lettered, st.retries, st.filtered)
             while st.settled:
                 at, body = st.settled.popleft()
                 t = event_time(body)
@@ -286,6 +289,9 @@ class _Collector(Collector):
             ),
             "dead_lettered": CounterMetricFamily(
                 "hubbridge_sink_dead_lettered", "Events a sink refused for good (across restarts)", labels=["sink"]
+            ),
+            "filtered": CounterMetricFamily(
+                "hubbridge_sink_filtered", "Events a sink's filters did not forward (across restarts)", labels=["sink"]
             ),
         }
         backlog = GaugeMetricFamily("hubbridge_sink_backlog_events", "Events not yet delivered", labels=["sink"])

@@ -408,6 +408,7 @@ class Runtime:
                 "retries": st.retries,
                 "delivered_total": totals.get("delivered", 0),
                 "dead_lettered_total": totals.get("dead_lettered", 0),
+                "filtered_total": totals.get("filtered", 0),
                 "crash_loop": stats.crash_loop(f"sink:{name}"),
             }
             if st.state != "ok":

@@ -75,7 +75,14 @@ def _config(tmp: Path, hub_url: str, hec_url: str) -> Any:
             "fsync": False,
             "batch": {"max_wait": 0},
         },
-        {"name": "splunk", "type": "splunk_hec", "url": hec_url, "token": HEC_TOKEN, "batch": {"max_wait": 0}},
+        {
+            "name": "splunk",
+            "type": "splunk_hec",
+            "url": hec_url,
+            "token": HEC_TOKEN,
+            "batch": {"max_wait": 0},
+            "filters": {"exclude": [{"kind": "bridge"}]},  # the bridge's own hub_status events stay out
+        },
     ]
     return load_config(write_config(tmp, hubs=[hub], sinks=sinks), env={})
 
@@ -87,7 +94,7 @@ def _lines(tmp: Path) -> list[dict[str, Any]]:
 
 
 async def test_metrics_and_healthz_agree_with_what_was_delivered(tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    """Prometheus text parses; received >= emitted == delivered; /healthz fields; totals survive a restart."""
+    """Prometheus text parses; received >= emitted == delivered + filtered; /healthz fields; totals survive restarts."""
     async with HubitatSim(access_token=TOKEN) as sim, HecSim(tokens=(HEC_TOKEN,)) as hec:
         cfg = _config(tmp_path, sim.url, hec.url)
         runtime = Runtime(cfg)
@@ -124,6 +131,11 @@ async def test_metrics_and_healthz_agree_with_what_was_delivered(tmp_path: Path,
             unchanged = m[("hubbridge_readings_unchanged_total", (("hub", "home"),))]
             assert received == emitted + unchanged and unchanged >= 1
             assert m[("hubbridge_sink_backlog_events", (("sink", "splunk"),))] == 0
+            bridge_events = sum(1 for e in _lines(tmp_path) if e["kind"] == "bridge")
+            assert bridge_events >= 1, "the hub's online event"
+            assert m[("hubbridge_sink_filtered_total", (("sink", "splunk"),))] == bridge_events
+            assert m[("hubbridge_sink_delivered_total", (("sink", "splunk"),))] == delivered - bridge_events
+            assert m[("hubbridge_sink_filtered_total", (("sink", "archive"),))] == 0
             assert m[("hubbridge_journal_disk_bytes", ())] > 0
             assert m[("hubbridge_hub_request_seconds_count", (("endpoint", "devices/all"), ("hub", "home")))] >= 1
             assert m[("hubbridge_delivery_latency_seconds_count", (("sink", "archive"),))] >= 1
@@ -152,6 +164,7 @@ async def test_metrics_and_healthz_agree_with_what_was_delivered(tmp_path: Path,
             _, text = await _get(http, runtime, "/healthz")
             again = json.loads(text)
             assert again["sinks"]["archive"]["delivered_total"] == delivered
+            assert again["sinks"]["splunk"]["filtered_total"] == bridge_events
             assert again["sinks"]["archive"]["delivered"] == 0, "this run delivered nothing yet"
         finally:
             stop.set()
