@@ -226,14 +226,24 @@ async def test_status_exit_code_is_1_when_degraded(
 
 
 async def test_devices_lists_devices_and_estimates_events_per_day(tmp_path: Path) -> None:
-    """A dry run lists the hub's devices with their attributes; a device that changes gets a non-zero estimate."""
+    """A dry run lists the hub's devices with their attributes, a device that changes gets a non-zero estimate,
+    and each sink's filters say which attributes it would forward."""
     async with HubitatSim(access_token=TOKEN) as sim:
-        cfg = write_config(tmp_path, hubs=[_hub(sim.url)])
         key = next(
             k
             for k, v in sim.state().items()
             if isinstance(v, int) and not isinstance(v, bool) and k[1] not in MOMENTARY
         )
+        sinks = [
+            {"name": "archive", "type": "file", "path": str(tmp_path / "events.jsonl")},
+            {
+                "name": "slim",
+                "type": "file",
+                "path": str(tmp_path / "slim.jsonl"),
+                "filters": {"exclude": [{"attribute": key[1]}]},
+            },
+        ]
+        cfg = write_config(tmp_path, hubs=[_hub(sim.url)], sinks=sinks)
         proc = await asyncio.create_subprocess_exec(
             *(sys.executable, "-m", "bridge.cli", "devices", "-c", str(cfg), "--sample", "2", "--json"),
             cwd=tmp_path,
@@ -253,6 +263,8 @@ async def test_devices_lists_devices_and_estimates_events_per_day(tmp_path: Path
     assert len(rows) == len({d for d, _ in sim.state()}), "every device of the hub"
     row = next(r for r in rows if r["device_id"] == key[0])
     assert key[1] in row["attributes"] and row["attributes"][key[1]] > 0 and row["device"]
+    assert key[1] in row["sinks"]["archive"] and key[1] not in row["sinks"]["slim"]
+    assert set(row["sinks"]["slim"]) == set(row["attributes"]) - {key[1]}
     assert not (tmp_path / "state").exists(), "a dry run journals nothing"
 
 

@@ -5,8 +5,9 @@ attributes; then the hub's push streams (the eventsocket) run for ``--sample`` s
 is counted. POST-URL is not registered (a dry run changes nothing on the hub), so a hub without an eventsocket is
 sampled by polling at the end of the sample instead.
 
-Not yet here: the per-sink filters (issue 8). Once they land, each attribute is shown with the sinks whose filters
-let it through.
+Each sink's include/exclude rules are applied to what was found: per sink, how many attributes it would forward and
+its share of the estimate (an attribute no sink forwards is shown in brackets; deadband and min_interval thin the
+flow further, so those figures are upper bounds).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from bridge.config import load_config
 from bridge.diff import same_value
 from bridge.errors import BridgeError, ConfigError, JournalError
 from bridge.events import Event, Reading
+from bridge.filters import FilterEngine
 from bridge.logs import setup_logging
 from bridge.sources import SOURCES
 
@@ -43,6 +45,7 @@ class _DryRun:
         self.rate_log = RateLimitedLog(self.log)
         self.values: dict[tuple[str, str], Any] = {}
         self.names: dict[str, str] = {}
+        self.rooms: dict[str, str] = {}
         self.changes: Counter[tuple[str, str]] = Counter()
         self.meta: dict[str, Any] = {}
         self.sampling = False
@@ -54,6 +57,8 @@ class _DryRun:
             key = (r.device_id, r.attribute)
             if r.device:
                 self.names[r.device_id] = r.device
+            if r.room:
+                self.rooms[r.device_id] = r.room
             if self.sampling and (key not in self.values or r.momentary or not same_value(self.values[key], r.value)):
                 self.changes[key] += 1
             self.values[key] = r.value
@@ -127,7 +132,7 @@ def devices(config: str, hub: str | None, sample: float, as_json: bool) -> int:
         hubs.remove(h)
     if not hubs:
         raise ConfigError(config, [f"no hub named {hub!r}" if hub else "no hubs configured"])
-    sinks = ", ".join(s.name for s in cfg.sinks)
+    engines = {s.name: FilterEngine(s.filters) for s in cfg.sinks}
     failed = False
     for h in hubs:
         started = time.monotonic()
@@ -143,9 +148,28 @@ def devices(config: str, hub: str | None, sample: float, as_json: bool) -> int:
         for device_id, attribute in ctx.values:
             by_device.setdefault(device_id, []).append(attribute)
         total = sum(ctx.changes.values()) * per_day
+        # Which attributes each sink's include/exclude rules let through (deadband and min_interval only thin
+        # them out further, so the per-sink estimates are upper bounds).
+        forwarded: dict[str, dict[str, list[str]]] = {name: {} for name in engines}
+        for device_id, attrs in by_device.items():
+            for name, engine in engines.items():
+                ev = {
+                    "hub": h.name,
+                    "kind": "device",
+                    "device_id": device_id,
+                    "device": ctx.names.get(device_id),
+                    "room": ctx.rooms.get(device_id),
+                }
+                forwarded[name][device_id] = sorted(a for a in attrs if engine.passes_rules({**ev, "attribute": a}))
         if not as_json:
-            print(f"hub {h.name}: {len(by_device)} device(s); sinks: {sinks} (per-sink filters: not applied yet)")
-            print(f"  sampled {sample:g}s: about {total:,.0f} events/day in all")
+            print(
+                f"hub {h.name}: {len(by_device)} device(s); sampled {sample:g}s: about {total:,.0f} events/day in all"
+            )
+            for name, fwd in forwarded.items():
+                n = sum(map(len, fwd.values()))
+                rate = sum(ctx.changes[(d, a)] for d, attrs in fwd.items() for a in attrs) * per_day
+                held = " (before its deadband/min_interval)" if engines[name].stateful else ""
+                print(f"  sink {name}: {n} of {len(ctx.values)} attribute(s), about {rate:,.0f} events/day{held}")
         for device_id in sorted(by_device, key=lambda d: (ctx.names.get(d) or d).lower()):
             attrs = sorted(by_device[device_id])
             rate = sum(ctx.changes[(device_id, a)] for a in attrs) * per_day
@@ -154,11 +178,15 @@ def devices(config: str, hub: str | None, sample: float, as_json: bool) -> int:
                     "hub": h.name,
                     "device_id": device_id,
                     "device": ctx.names.get(device_id),
+                    "room": ctx.rooms.get(device_id),
                     "attributes": {a: round(ctx.changes[(device_id, a)] * per_day, 1) for a in attrs},
                     "events_per_day": round(rate, 1),
+                    "sinks": {name: fwd[device_id] for name, fwd in forwarded.items()},
                 }
                 print(json.dumps(row))
             else:
                 name = ctx.names.get(device_id, "?")
-                print(f"  {device_id:>6}  {name[:30]:<30} ~{rate:>8,.0f}/day  {', '.join(attrs)}")
+                # An attribute no sink forwards is shown in brackets.
+                shown = [a if any(a in fwd[device_id] for fwd in forwarded.values()) else f"[{a}]" for a in attrs]
+                print(f"  {device_id:>6}  {name[:30]:<30} ~{rate:>8,.0f}/day  {', '.join(shown)}")
     return EXIT_ERROR if failed else EXIT_OK
