@@ -316,8 +316,15 @@ def test_unsupported_hub_type(tmp_path: Path) -> None:
     """An unknown hub type names the types there are."""
     text = EXAMPLE.replace("type: hubitat", "type: smartthings")
     path = write(tmp_path, text)
+    # With two hub families the union's error sits on the hub entry (the line right above `type:`).
     assert_points_at(
-        load_error(path), path, line_of(text, "type: smartthings"), "hubs[0].type", "'hubitat'", "'smartthings'"
+        load_error(path),
+        path,
+        line_of(text, "type: smartthings") - 1,
+        "hubs[0]",
+        "unsupported type 'smartthings'",
+        "'hubitat'",
+        "'homey'",
     )
 
 

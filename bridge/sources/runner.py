@@ -61,9 +61,11 @@ class HubStatus:
     pushed: int = 0  # readings the push streams handed over
     restarts: int = 0
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)  # what the source shows (the address in use...)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            **self.info,
             "state": self.state,
             "detail": self.detail,
             "polls": self.polls,
@@ -97,6 +99,7 @@ class HubRunner:
         self.source_cls = source_cls
         self.pipeline = pipeline
         self.journal = pipeline.journal
+        self.state_dir = pipeline.journal.path.parent
         self.status = status
         self.log = log.bind(hub=cfg.name)
         self.rate_log = RateLimitedLog(self.log)
@@ -189,6 +192,9 @@ class HubRunner:
 
     def stream_state(self, stream: str, up: bool, detail: str = "") -> None:
         self.status.streams[stream] = {"up": up, "detail": detail}
+
+    def show(self, key: str, value: Any) -> None:
+        self.status.info[key] = value
 
     async def get_meta(self, key: str) -> Any:
         return await self.journal.get_meta(self.name, key)
