@@ -1,4 +1,4 @@
-"""Command line: ``hubbridge run | check | demo | spool``.
+"""Command line: ``hubbridge run | check | demo | spool | auth homey``.
 
 Exit codes: 0 fine, 1 the bridge could not run (the machine is not as the config needs it: state_dir, listen port,
 journal), 2 the config is invalid. Every foreseeable problem is one line on stderr saying what and how to fix it.
@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     drop.add_argument("-c", "--config", required=True, help="config file (YAML)")
     drop.add_argument("sink", help="the name of a sink that is no longer in the config")
+
+    from bridge.sources.homey import login as homey_login
+
+    homey_login.add_parser(sub)
     return p
 
 
@@ -77,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dead_letters(args.config, args.sink, args.json, args.limit)
         if args.command == "spool" and args.spool_command == "drop-sink":
             return _drop_sink(args.config, args.sink)
+        if args.command == "auth" and args.auth_command == "homey":
+            from bridge.sources.homey import login as homey_login
+
+            return homey_login.run(args)
     except ConfigError as exc:
         print(f"hubbridge: {exc}", file=sys.stderr)
         return EXIT_CONFIG

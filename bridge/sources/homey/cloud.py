@@ -8,6 +8,7 @@ string, the JWT the Homey exchanges for a session (step E, in ``auth``).
 
 from __future__ import annotations
 
+import base64
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -66,18 +67,16 @@ class AthomCloud:
         self, method: str, path: str, *, bearer: str | None = None, form: dict[str, str] | None = None
     ) -> tuple[int, Any, str]:
         url = f"{self.api_url}{path}"
-        headers: dict[str, str] = {}
-        auth = None
         if bearer:
-            headers["Authorization"] = f"Bearer {bearer}"
+            headers = {"Authorization": f"Bearer {bearer}"}
         else:
-            auth = aiohttp.BasicAuth(self.client_id, self.client_secret)
+            pair = base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode("ascii")
+            headers = {"Authorization": f"Basic {pair}"}
         try:
             async with self.session.request(
                 method,
                 url,
                 headers=headers,
-                auth=auth,
                 data=form,
                 json=None if form is not None or method == "GET" else {},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
