@@ -19,6 +19,7 @@ from bridge.events import Event
 from bridge.logs import setup_logging
 from bridge.runtime import Runtime
 from bridge.sim.hec import HecSim
+from bridge.sim.homey import HomeySim
 from bridge.sim.hubitat import HubitatSim
 
 DEMO_CONFIG = """\
@@ -35,6 +36,12 @@ hubs:
     eventsocket: true
     poll_interval: 30s
     webhook_secret: demo-webhook-secret
+  - name: cabin
+    type: homey
+    url: {homey_url}
+    api_key: ${{DEMO_HOMEY_KEY}}
+    realtime: true
+    poll_interval: 30s
 sinks:
   - name: archive
     type: file
@@ -65,18 +72,22 @@ async def _demo(duration: float | None, directory: Path) -> int:
     sim.duplicate_frame_rate = 0.05  # the real eventsocket repeats frames; the diff drops the repeats
     sim.split_frame_rate = 0.05
     await sim.start()
+    homey = HomeySim(seed=int(time.time()))
+    await homey.start()
     cfg_path = directory / "hubbridge.yaml"
     cfg_path.write_text(
-        DEMO_CONFIG.format(dir=directory, hub_url=sim.url, app_id=sim.app_id, hec_url=hec.url), encoding="utf-8"
+        DEMO_CONFIG.format(dir=directory, hub_url=sim.url, app_id=sim.app_id, hec_url=hec.url, homey_url=homey.url),
+        encoding="utf-8",
     )
-    cfg = load_config(cfg_path, env={"DEMO_HUB_TOKEN": sim.access_token, "DEMO_HEC_TOKEN": "demo-hec-token"})
+    env = {"DEMO_HUB_TOKEN": sim.access_token, "DEMO_HEC_TOKEN": "demo-hec-token", "DEMO_HOMEY_KEY": homey.api_key}
+    cfg = load_config(cfg_path, env=env)
     setup_logging(cfg.log.level, "console")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    print(f"hubbridge demo: simulated Hubitat hub at {sim.url}")
+    print(f"hubbridge demo: simulated Hubitat hub at {sim.url}, simulated Homey at {homey.url}")
     print(f"  sinks: {directory / 'events.jsonl'} and a simulated Splunk HEC at {hec.url} (index smarthome)")
     print("Ctrl-C to stop.\n")
     runtime = Runtime(cfg, on_events=_show)
@@ -88,7 +99,9 @@ async def _demo(duration: float | None, directory: Path) -> int:
         await activity_loop()
 
     async def activity_loop() -> None:
-        await sim.random_activity(interval=1.0)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(sim.random_activity(interval=1.0), name="sim-hubitat-activity")
+            tg.create_task(homey.random_activity(interval=1.0), name="sim-homey-activity")
 
     async def splunk_report() -> None:
         # What the (simulated) Splunk indexed, as a search would show it.
@@ -122,6 +135,7 @@ async def _demo(duration: float | None, directory: Path) -> int:
                 task.cancel()
     finally:
         await sim.stop()
+        await homey.stop()
         await hec.stop()
     lines = (directory / "events.jsonl").read_text(encoding="utf-8").count("\n")
     indexed = len(hec.events())

@@ -152,7 +152,9 @@ class Realtime:
         auth = self.source.auth
         token = await auth.token()
         for attempt in range(2):
-            sio = self._sio = _Client(reconnection=False, logger=False, engineio_logger=False)
+            # handle_sigint=False: python-socketio would take over SIGINT and cancel the bridge's main task; the
+            # bridge's own handler stops everything in order (and commits what is queued).
+            sio = self._sio = _Client(reconnection=False, logger=False, engineio_logger=False, handle_sigint=False)
             sio.on("*", self._on_event, namespace="/api")
             down = self._down
             sio.on("disconnect", lambda *a, d=down: _end(d, "the hub closed the /api namespace"), namespace="/api")
