@@ -116,6 +116,7 @@ class CloudAuth(Auth):
         self._access: str | None = None
         self._access_until = 0.0
         self._lock = asyncio.Lock()
+        self._addresses: list[tuple[str, float]] = []
         self.renewals = 0
 
     def fix(self, scope: str) -> str:
@@ -154,6 +155,9 @@ class CloudAuth(Auth):
             async with self._lock:
                 if self._session is None:
                     await self._new_session()
+        elif not self.located:
+            # The address in use stopped answering; a session works on every address of the Homey (homey.md 6.2).
+            await self.locate(self._addresses)
         assert self._session is not None
         return self._session
 
@@ -193,7 +197,8 @@ class CloudAuth(Auth):
         assert isinstance(homey, dict)
         if not self.homey_id and isinstance(homey.get("id"), str):
             self.homey_id = homey["id"]
-        await self.locate(self._candidates(homey))
+        self._addresses = self._candidates(homey)
+        await self.locate(self._addresses)
         self._session = await self._hub_login(jwt)
         self.renewals += 1
 

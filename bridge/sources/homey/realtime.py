@@ -38,6 +38,10 @@ SUBSCRIBE_TIMEOUT = 10.0
 # Subscriptions in flight at once (a 300-device hub needs 300 subscribes after each connect).
 SUBSCRIBE_CONCURRENCY = 16
 MISSED_GRACE = 5.0
+# Events received but not yet handed to the runner, at most. The runner's queue pushes back while the journal
+# cannot take more, but python-socketio reads on regardless: beyond this the stream is dropped (and reconciled
+# by a poll after the reconnect) instead of growing without bound.
+INBOX_MAX = 50_000
 # A pushed event's share of the runner's queue budget (bytes); a capability event is about this size on the wire.
 EVENT_SIZE = 200
 
@@ -278,6 +282,9 @@ class Realtime:
     def _on_event(self, uri: str, *args: Any) -> None:
         # Called in arrival order; all work happens in _consume, in that same order.
         self._last_frame = time.monotonic()
+        if len(self._inbox) >= INBOX_MAX:
+            self._lost("events arrive faster than they can be recorded; a reconciliation poll follows the reconnect")
+            return
         if len(args) >= 2 and isinstance(args[0], str):
             self._inbox.append((uri, args[0], args[1], self._last_frame))
             self._wake.set()
