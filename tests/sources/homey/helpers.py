@@ -108,6 +108,21 @@ class Bridge:
     async def polled(self, n: int = 1) -> None:
         await wait_until(lambda: self.status.polls >= n, what=f"{n} poll(s)")
 
+    async def settled(self) -> None:
+        """Realtime live and followed by its reconciliation: no poll running or asked for."""
+
+        def idle() -> bool:
+            runner = self.runtime.hubs[HUB].runner
+            return (
+                runner is not None
+                and self.live
+                and self.status.polls >= 1
+                and not runner.polling
+                and not runner._reconcile.is_set()
+            )
+
+        await wait_until(idle, what="realtime live and reconciled")
+
     def written(self) -> list[dict[str, Any]]:
         if not self.sink_path.exists():
             return []

@@ -26,8 +26,7 @@ def realtime_bridge(tmp_path: Path, sim: HomeySim, **kw: Any) -> Bridge:
 async def test_capability_and_variable_events_arrive_in_realtime(tmp_path: Path) -> None:
     """A capability change and a Logic variable change arrive as realtime events, typed, with unit and room."""
     async with HomeySim() as sim, realtime_bridge(tmp_path, sim) as bridge:
-        await wait_until(lambda: bridge.live, "realtime connected")
-        await bridge.polled()
+        await bridge.settled()
         await wait_until(lambda: f"homey:device:{DRESSING}" in sim.realtime.subscriptions, "device subscribed")
         await sim.state.set_capability(DRESSING, "measure_power", 12.5)
         ev = await bridge.wait_event(device_id=DRESSING, attribute="measure_power", value=12.5)
@@ -42,8 +41,7 @@ async def test_capability_and_variable_events_arrive_in_realtime(tmp_path: Path)
 async def test_devices_created_renamed_and_deleted_keep_the_list_current(tmp_path: Path) -> None:
     """A new device (capabilitiesObj null on create) is fetched and followed; a rename shows in later events."""
     async with HomeySim() as sim, realtime_bridge(tmp_path, sim) as bridge:
-        await wait_until(lambda: bridge.live, "realtime connected")
-        await bridge.polled()
+        await bridge.settled()
         new = dict(next(d for d in sim.state.devices.values() if d["class"] == "thermostat"))
         new = {**new, "id": "0d0d0d0d-0000-4000-8000-00000000beef", "name": "Attic thermostat"}
         new["capabilitiesObj"] = {k: dict(v) for k, v in new["capabilitiesObj"].items()}
@@ -88,8 +86,10 @@ async def test_a_silent_stream_is_detected_and_replaced(tmp_path: Path) -> None:
         sim.realtime.silent = True
         await wait_until(lambda: not bridge.live, "the silent stream declared dead")
         assert "dead stream" in bridge.status.streams["realtime"]["detail"]
+        polls = bridge.status.polls
         sim.realtime.silent = False
         await wait_until(lambda: bridge.live and sim.realtime.handshakes > first, "a fresh connection")
+        await bridge.polled(polls + 1)  # the reconnect's reconciliation, so the change below is the stream's
         await wait_until(lambda: sim.realtime.subscriptions.count(f"homey:device:{DRESSING}") >= 2, "resubscribed")
         await sim.state.set_capability(DRESSING, "measure_power", 7.0)
         assert (await bridge.wait_event(device_id=DRESSING, value=7.0))["source"] == "realtime"
@@ -102,8 +102,7 @@ async def test_events_that_stop_on_a_live_socket_are_caught_by_the_reconciliatio
     # A change counts as missed once it is older than the grace; no grace here, so the poll right after proves it.
     monkeypatch.setattr("bridge.sources.homey.realtime.MISSED_GRACE", -1.0)
     async with HomeySim() as sim, realtime_bridge(tmp_path, sim) as bridge:
-        await wait_until(lambda: bridge.live, "realtime connected")
-        await bridge.polled()
+        await bridge.settled()
         first = sim.realtime.handshakes
         sim.realtime.events_stop = True
         await sim.state.set_capability(DRESSING, "meter_power", 300.25)
