@@ -63,6 +63,8 @@ class HomeySim:
         self.realtime = RealtimeServer(self)
         self.state.emit = self.realtime.emit
         self.response_delay = 0.0
+        # Fault: answer every REST call under /api/manager/ (but the ping and the login) with this exact body.
+        self.raw_response: tuple[int, str, str] | None = None  # (status, content type, body)
         self.requests: list[tuple[str, str]] = []
         self.refused: list[int] = []  # statuses of refused requests (401/403)
         self.logins = 0
@@ -172,6 +174,9 @@ class HomeySim:
         return None
 
     async def _manager(self, request: web.Request) -> web.StreamResponse:
+        if self.raw_response is not None:
+            status, ctype, body = self.raw_response
+            return web.Response(status=status, text=body, content_type=ctype)
         manager = request.match_info["manager"]
         parts = [p for p in request.match_info["tail"].split("/") if p]
         method = request.method

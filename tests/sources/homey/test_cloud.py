@@ -166,3 +166,18 @@ async def test_no_key_and_no_login_says_what_to_do(tmp_path: Path, hubs: tuple[A
     async with Bridge(tmp_path, url=sim.url, cloud=cloud_cfg(cloud)) as bridge:
         await wait_until(lambda: bridge.status.state == "auth", "the hub held for auth")
         assert "hubbridge auth homey" in bridge.status.detail and "api_key" in bridge.status.detail
+
+
+def test_auth_homey_asks_which_homey_when_the_account_has_several(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Several Homeys: they are listed and the user's number picks one (a wrong answer asks again)."""
+    from bridge.sources.homey.login import _choose
+
+    answers = iter(["7", "x", "2"])
+    monkeypatch.setattr("builtins.input", lambda prompt: next(answers))
+    homeys = [{"id": "a" * 24, "name": "Home"}, {"id": "b" * 24, "name": "Cabin", "modelName": "Homey Pro"}]
+    assert _choose(homeys, None)["name"] == "Cabin"
+    out = capsys.readouterr().out
+    assert "1. Home" in out and "2. Cabin (Homey Pro" in out
+    assert _choose(homeys, "b" * 24)["name"] == "Cabin"

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import structlog
 
+from bridge.cli import main
 from bridge.sim.homey import HomeySim
 from tests.helpers import wait_until
 from tests.sources.homey.helpers import Bridge
@@ -104,7 +105,9 @@ async def test_a_key_without_device_scope_names_it(tmp_path: Path) -> None:
         assert "homey.device.readonly" in bridge.status.detail
 
 
-def test_check_accepts_the_documented_shape(tmp_path: Path) -> None:
+def test_check_accepts_the_documented_shape(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`hubbridge check` takes the issue's config shape (url, api_key from the environment, realtime, 5m)."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
@@ -122,14 +125,23 @@ def test_check_accepts_the_documented_shape(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "cabin" in proc.stdout
-    bad = cfg.read_text(encoding="utf-8").replace("5m", "1s")
-    cfg.write_text(bad, encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "bridge.cli", "check", "-c", str(cfg)],
-        capture_output=True,
-        text=True,
-        env={"HOMEY_API_KEY": "a:b:c", "PATH": "/usr/bin:/bin"},
-        timeout=60,
-    )
-    assert proc.returncode == 2 and "poll_interval" in proc.stderr and "Traceback" not in proc.stderr
-    assert json.dumps("a:b:c") not in proc.stderr
+    # A poll interval under the floor: exit 2 and one line naming the key, without a traceback.
+    cfg.write_text(cfg.read_text(encoding="utf-8").replace("5m", "1s"), encoding="utf-8")
+    monkeypatch.setenv("HOMEY_API_KEY", "a:b:c")
+    assert main(["check", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "poll_interval" in err and "at least 10s" in err and "Traceback" not in err
+
+
+async def test_html_pages_and_broken_json_are_one_clear_line_and_the_hub_recovers(tmp_path: Path) -> None:
+    """A proxy's HTML 502 and truncated JSON: the hub is 'offline' with what was wrong, then recovers."""
+    async with HomeySim() as sim, Bridge(tmp_path, url=sim.url, api_key=sim.api_key) as bridge:
+        await bridge.polled()
+        sim.raw_response = (502, "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>")
+        bridge.reconcile()
+        await wait_until(lambda: bridge.status.state == "offline", "the hub offline")
+        assert "HTTP 502" in bridge.status.detail and "GET /api/manager/" in bridge.status.detail
+        sim.raw_response = (200, "application/json", '{"ffc17df6": {"id": "ffc17df6", "capabilitiesObj": {')
+        await wait_until(lambda: "malformed JSON" in bridge.status.detail, "the broken JSON named")
+        sim.raw_response = None
+        await wait_until(lambda: bridge.status.state == "ok", "the hub back")
