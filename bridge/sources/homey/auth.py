@@ -23,6 +23,7 @@ import aiohttp
 from bridge.errors import HubAuthError, HubUnavailable
 from bridge.events import shorten
 from bridge.http import transport_problem
+from bridge.options import KNOWN_SECRETS
 from bridge.sources.homey.api import Auth
 from bridge.sources.homey.cloud import AthomCloud, RevokedLogin, address_rank, homey_addresses
 from bridge.sources.homey.config import HomeyConfig
@@ -117,10 +118,19 @@ class CloudAuth(Auth):
         self._access_until = 0.0
         self._lock = asyncio.Lock()
         self._addresses: list[tuple[str, float]] = []
+        self._scrubbed: dict[str, str] = {}
         self.renewals = 0
 
     def fix(self, scope: str) -> str:
         return f"the Homey user must allow {scope}; {self.again}"
+
+    def _scrub(self, what: str, token: str) -> None:
+        """Scrub ``token`` from any log text (bridge.logs), as every configured secret; forget the one it replaces."""
+        old = self._scrubbed.get(what)
+        if old is not None and old != token:
+            KNOWN_SECRETS.discard(old)
+        KNOWN_SECRETS.add(token)
+        self._scrubbed[what] = token
 
     def _login(self) -> dict[str, Any]:
         try:
@@ -182,6 +192,8 @@ class CloudAuth(Auth):
                 raise HubAuthError(
                     self.hub, f"cannot store the renewed cloud login in {self.store.path}: {exc.strerror or exc}"
                 ) from None
+        self._scrub("access", tokens.access_token)
+        self._scrub("refresh", tokens.refresh_token)
         self._access, self._access_until = tokens.access_token, tokens.expires_at
         return tokens.access_token
 
@@ -200,6 +212,7 @@ class CloudAuth(Auth):
         self._addresses = self._candidates(homey)
         await self.locate(self._addresses)
         self._session = await self._hub_login(jwt)
+        self._scrub("session", self._session)
         self.renewals += 1
 
     def _candidates(self, homey: dict[str, Any]) -> list[tuple[str, float]]:

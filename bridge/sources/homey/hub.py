@@ -159,9 +159,7 @@ class HomeySource(Source):
         device = self.devices.get(ev.device_id)
         if device is None:
             return None
-        cap = device.capabilities.get(ev.capability)
-        if cap is None and ev.capability not in device.capabilities:
-            cap = None
+        cap = device.capabilities.get(ev.capability)  # None for a capability the last poll did not list
         return Reading(
             kind="device",
             device_id=ev.device_id,

@@ -341,9 +341,11 @@ class Realtime:
                 device.capabilities = old.capabilities  # a partial update: keep what the poll learned
             src.devices[did] = device
             if f"homey:device:{did}" not in self._subscribed:
-                src.devices[did] = device
                 self.polled({did: device})
-            # Values come from capability events; an update says whether the device is available.
+            # Values come from capability events; an update that carries it says whether the device is available
+            # (a partial one without the key says nothing about it).
+            if "available" not in data:
+                return None
             return device_readings(device, {}, src.room_of(device), "realtime", observed)[-1]
         return None
 
