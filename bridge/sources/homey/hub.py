@@ -127,6 +127,8 @@ class HomeySource(Source):
                     readings.append(reading)
         if self._realtime is not None:
             self._realtime.polled(seen)
+            # Events the stream received before now go in before these readings (see Realtime.flushed).
+            await self._realtime.flushed(self.cfg.request_timeout)
         return readings
 
     def polled(self, events: list[Event], committed: asyncio.Future[None]) -> None:

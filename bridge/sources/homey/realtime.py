@@ -46,6 +46,12 @@ INBOX_MAX = 50_000
 EVENT_SIZE = 200
 
 
+def _retrieved(future: asyncio.Future[list[Event]]) -> None:
+    # A commit that failed (the bridge stopping) is the runner's to report; here it only must not warn as unread.
+    if not future.cancelled():
+        future.exception()
+
+
 def _end(down: asyncio.Future[str] | None, why: str) -> None:
     """End the connection ``down`` belongs to (a late callback of an old connection changes nothing)."""
     if down is not None and not down.done():
@@ -81,6 +87,9 @@ class Realtime:
         self._sio: _Client | None = None
         self._inbox: deque[tuple[str, str, Any, float]] = deque()
         self._wake = asyncio.Event()
+        self._drained = asyncio.Event()  # nothing received is waiting to be handed to the runner
+        self._drained.set()
+        self._last_push: asyncio.Future[list[Event]] | None = None
         self._down: asyncio.Future[str] | None = None
         self._subscribed: set[str] = set()
         self._live_since = 0.0  # epoch seconds: since when every device was subscribed
@@ -287,12 +296,14 @@ class Realtime:
             return
         if len(args) >= 2 and isinstance(args[0], str):
             self._inbox.append((uri, args[0], args[1], self._last_frame))
+            self._drained.clear()
             self._wake.set()
 
     async def _consume(self) -> None:
         inbox = self._inbox
         while True:
             while not inbox:
+                self._drained.set()
                 self._wake.clear()
                 await self._wake.wait()
             batch: list[Reading] = []
@@ -302,7 +313,24 @@ class Realtime:
                 if reading is not None:
                     batch.append(reading)
             if batch:
-                await self.hub.push(batch, size=EVENT_SIZE * len(batch), track=False)
+                future = await self.hub.push(batch, size=EVENT_SIZE * len(batch))
+                if future is not None:
+                    future.add_done_callback(_retrieved)
+                    self._last_push = future
+
+    async def flushed(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until every event received so far is committed.
+
+        A poll calls this before it hands over its readings: its readings are observed when it started, so a
+        realtime event received before that but committed after them would count as stale and be dropped, though
+        it is a real change the hub reported (the poll only saw the value after it).
+        """
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._drained.wait()
+                last = self._last_push
+                if last is not None and not last.done():
+                    await asyncio.wait({last})
 
     def _reading(self, uri: str, event: str, data: Any, observed: float) -> Reading | None:
         src = self.source

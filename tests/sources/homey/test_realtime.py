@@ -65,13 +65,14 @@ async def test_a_namespace_torn_down_after_connect_reconnects_and_reconciles(tmp
         async with realtime_bridge(tmp_path, sim) as bridge:
             await wait_until(lambda: sim.realtime.handshakes >= 3 and bridge.live, "connected at the third try")
             await wait_until(lambda: f"homey:device:{DRESSING}" in sim.realtime.subscriptions, "device subscribed")
+            await bridge.settled()  # no poll pending: the one that finds the change below is the reconnect's
             polls = bridge.status.polls
             # A change no client hears of, then a server-side disconnect: the reconnect's poll must find it.
             await sim.state.set_capability(DRESSING, "meter_power", 200.5, push=False)
             await sim.realtime.kick()
             ev = await bridge.wait_event(device_id=DRESSING, attribute="meter_power", value=200.5)
             assert ev["source"] == "reconcile" and bridge.status.polls > polls
-            await wait_until(lambda: bridge.live, "realtime back")
+            await bridge.settled()
             await wait_until(lambda: sim.realtime.subscriptions.count(f"homey:device:{DRESSING}") >= 2, "resubscribed")
             await sim.state.set_capability(DRESSING, "meter_power", 201.0)
             assert (await bridge.wait_event(device_id=DRESSING, value=201.0))["source"] == "realtime"
