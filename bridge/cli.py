@@ -1,4 +1,4 @@
-"""Command line: ``hubbridge run | check | demo | splunk-app | status | top | tap | devices | spool``.
+"""Command line: ``hubbridge run | check | demo | splunk-app | status | top | tap | devices | spool | auth``.
 
 Exit codes: 0 fine, 1 the bridge could not run (the machine is not as the config needs it: state_dir, listen port,
 journal), 2 the config is invalid. Every foreseeable problem is one line on stderr saying what and how to fix it.
@@ -173,6 +173,10 @@ def _parser() -> argparse.ArgumentParser:
     devices.add_argument("--json", action="store_true", help="one JSON object per device")
 
     spool_cli.add_parser(sub)
+
+    from bridge.sources.homey import login as homey_login
+
+    homey_login.add_parser(sub)
     return p
 
 
@@ -217,6 +221,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "spool":
             args.config = config
             return spool_cli.run(args)
+        if args.command == "auth" and args.auth_command == "homey":
+            from bridge.sources.homey import login as homey_login
+
+            args.config = config
+            return homey_login.run(args)
     except ConfigError as exc:
         print(f"hubbridge: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -156,7 +156,9 @@ class BridgeConfig(Model):
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Keys whose value is a secret; each also accepts <key>_file.
-SECRET_KEYS = frozenset({"access_token", "token", "api_key", "secret", "previous_secret", "webhook_secret", "password"})
+SECRET_KEYS = frozenset(
+    {"access_token", "token", "api_key", "secret", "previous_secret", "webhook_secret", "password", "client_secret"}
+)
 # Keys holding paths that are resolved against the config file's directory.
 PATH_KEYS = frozenset({"state_dir", "path", "ca_file"})
 

@@ -20,6 +20,7 @@ from bridge.events import Event
 from bridge.logs import setup_logging
 from bridge.runtime import Runtime
 from bridge.sim.hec import HecSim
+from bridge.sim.homey import HomeySim
 from bridge.sim.hubitat import HubitatSim
 from bridge.sim.webhook import WebhookSim
 
@@ -39,6 +40,12 @@ hubs:
     webhook_secret: demo-webhook-secret
     health: true
     health_interval: 30s
+  - name: cabin
+    type: homey
+    url: {homey_url}
+    api_key: ${{DEMO_HOMEY_KEY}}
+    realtime: true
+    poll_interval: 30s
 sinks:
   - name: archive
     type: file
@@ -77,17 +84,27 @@ async def _demo(duration: float | None, directory: Path) -> int:
     sim.duplicate_frame_rate = 0.05  # the real eventsocket repeats frames; the diff drops the repeats
     sim.split_frame_rate = 0.05
     await sim.start()
+    homey = HomeySim(seed=int(time.time()))
+    await homey.start()
     relay = WebhookSim(secrets=[DEMO_WEBHOOK_SECRET], require_signature=True)
     await relay.start()
     cfg_path = directory / "hubbridge.yaml"
     cfg_path.write_text(
-        DEMO_CONFIG.format(dir=directory, hub_url=sim.url, app_id=sim.app_id, hec_url=hec.url, relay_url=relay.url),
+        DEMO_CONFIG.format(
+            dir=directory,
+            hub_url=sim.url,
+            app_id=sim.app_id,
+            hec_url=hec.url,
+            relay_url=relay.url,
+            homey_url=homey.url,
+        ),
         encoding="utf-8",
     )
     env = {
         "DEMO_HUB_TOKEN": sim.access_token,
         "DEMO_HEC_TOKEN": "demo-hec-token",
         "DEMO_WEBHOOK_SECRET": DEMO_WEBHOOK_SECRET,
+        "DEMO_HOMEY_KEY": homey.api_key,
     }
     cfg = load_config(cfg_path, env=env)
     setup_logging(cfg.log.level, "console")
@@ -96,7 +113,7 @@ async def _demo(duration: float | None, directory: Path) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    print(f"hubbridge demo: simulated Hubitat hub at {sim.url}")
+    print(f"hubbridge demo: simulated Hubitat hub at {sim.url}, simulated Homey at {homey.url}")
     print(f"  sinks: {directory / 'events.jsonl'} and a simulated Splunk HEC at {hec.url} (index smarthome)")
     print(f"  relay: a simulated webhook receiver at {relay.url} (signed; temperature deadband 0.5)")
     print("Ctrl-C to stop.\n")
@@ -109,7 +126,9 @@ async def _demo(duration: float | None, directory: Path) -> int:
         await activity_loop()
 
     async def activity_loop() -> None:
-        await sim.random_activity(interval=1.0)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(sim.random_activity(interval=1.0), name="sim-hubitat-activity")
+            tg.create_task(homey.random_activity(interval=1.0), name="sim-homey-activity")
 
     async def hub_weather() -> None:
         # The hub's own health moves too (memory, load, heat), and after a while it has a 500 storm.
@@ -166,6 +185,7 @@ async def _demo(duration: float | None, directory: Path) -> int:
                 task.cancel()
     finally:
         await sim.stop()
+        await homey.stop()
         await hec.stop()
         await relay.stop()
     lines = (directory / "events.jsonl").read_text(encoding="utf-8").count("\n")

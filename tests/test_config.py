@@ -316,9 +316,16 @@ def test_unsupported_hub_type(tmp_path: Path) -> None:
     """An unknown hub type names the types there are."""
     text = EXAMPLE.replace("type: hubitat", "type: smartthings")
     path = write(tmp_path, text)
-    # With more than one hub type the error sits on the hub entry, as for sinks (line of `- name: home`).
+    # With more than one hub type the union's error sits on the hub entry (the line right above `type:`).
     assert_points_at(
-        load_error(path), path, line_of(text, "- name: home"), "hubs[0]", "'hubitat'", "'nats'", "'smartthings'"
+        load_error(path),
+        path,
+        line_of(text, "type: smartthings") - 1,
+        "hubs[0]",
+        "unsupported type 'smartthings'",
+        "'hubitat'",
+        "'homey'",
+        "'nats'",
     )
 
 

@@ -30,6 +30,10 @@ def test_demo_shows_events_and_writes_the_file(tmp_path: Path) -> None:
     events = [json.loads(line) for line in lines]
     assert all(tuple(ev) == FIELDS for ev in events)
     assert any(ev["source"] == "eventsocket" and ev["previous"] is not None for ev in events)
+    # The simulated Homey runs beside it: its poll, its realtime changes and its Logic variables.
+    homey = [ev for ev in events if ev["hub_type"] == "homey"]
+    assert any(ev["kind"] == "variable" for ev in homey)
+    assert any(ev["source"] == "realtime" and ev["previous"] is not None for ev in homey)
     assert f"{len(lines)} event(s)" in out
     # The same events reached the simulated Splunk HEC, and the demo says what it indexed.
     assert f"{len(lines)} indexed by the Splunk simulator" in out

@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -39,8 +40,11 @@ EXIT_ERROR = 1
 class _DryRun:
     """A HubContext that records what it is given and journals nothing."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, state_dir: Path) -> None:
         self.name = name
+        # A stored cloud login lives there; a rotated refresh token must be written back even in a dry run, or
+        # the running bridge's copy would be the one the cloud no longer accepts.
+        self.state_dir = state_dir
         self.log = structlog.get_logger("bridge.devices").bind(hub=name)
         self.rate_log = RateLimitedLog(self.log)
         self.values: dict[tuple[str, str], Any] = {}
@@ -86,6 +90,9 @@ class _DryRun:
     def reconcile(self, why: str) -> None:
         pass
 
+    def show(self, key: str, value: Any) -> None:
+        pass
+
     def stream_state(self, stream: str, up: bool, detail: str = "") -> None:
         pass
 
@@ -96,8 +103,8 @@ class _DryRun:
         self.meta[key] = value
 
 
-async def _sample(cfg: Any, seconds: float) -> _DryRun:
-    ctx = _DryRun(cfg.name)
+async def _sample(cfg: Any, state_dir: Path, seconds: float) -> _DryRun:
+    ctx = _DryRun(cfg.name, state_dir)
     source_cls = SOURCES[cfg.type]
     async with source_cls(cfg, ctx) as src:
         ctx.take(await src.poll("poll"))
@@ -137,7 +144,7 @@ def devices(config: str, hub: str | None, sample: float, as_json: bool) -> int:
     for h in hubs:
         started = time.monotonic()
         try:
-            ctx = asyncio.run(_sample(h, max(0.0, sample)))
+            ctx = asyncio.run(_sample(h, cfg.state_dir, max(0.0, sample)))
         except BridgeError as exc:
             print(f"hubbridge: hub {h.name}: {exc}")
             failed = True

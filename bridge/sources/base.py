@@ -13,6 +13,7 @@ import abc
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
 from aiohttp import web
@@ -43,6 +44,7 @@ class HubContext(Protocol):
     name: str
     log: Any
     rate_log: RateLimitedLog
+    state_dir: Path  # the bridge's state_dir (where a source keeps a stored login)
 
     async def push(
         self,
@@ -76,6 +78,10 @@ class HubContext(Protocol):
 
     def stream_state(self, stream: str, up: bool, detail: str = "") -> None:
         """Report a push stream's state, for /healthz and for choosing the poll interval."""
+        ...
+
+    def show(self, key: str, value: Any) -> None:
+        """Show ``key: value`` in this hub's /healthz entry (the address in use...)."""
         ...
 
     async def get_meta(self, key: str) -> Any:

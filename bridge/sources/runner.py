@@ -67,9 +67,11 @@ class HubStatus:
     health_detail: str = ""  # why the last health round failed ("" when it answered)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
     poll_started: float | None = None  # time.monotonic() while a poll is on its way (the watchdog reads it)
+    info: dict[str, Any] = field(default_factory=dict)  # what the source shows (the address in use...)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            **self.info,
             "state": self.state,
             "detail": self.detail,
             "polls": self.polls,
@@ -105,6 +107,7 @@ class HubRunner:
         self.source_cls = source_cls
         self.pipeline = pipeline
         self.journal = pipeline.journal
+        self.state_dir = pipeline.journal.path.parent
         self.status = status
         self.log = log.bind(hub=cfg.name)
         self.rate_log = RateLimitedLog(self.log)
@@ -208,6 +211,9 @@ class HubRunner:
 
     def stream_state(self, stream: str, up: bool, detail: str = "") -> None:
         self.status.streams[stream] = {"up": up, "detail": detail}
+
+    def show(self, key: str, value: Any) -> None:
+        self.status.info[key] = value
 
     async def get_meta(self, key: str) -> Any:
         return await self.journal.get_meta(self.name, key)
