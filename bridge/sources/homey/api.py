@@ -16,6 +16,7 @@ import aiohttp
 from bridge.errors import HubAuthError, HubProtocolError, HubUnavailable
 from bridge.events import shorten
 from bridge.http import transport_problem
+from bridge.metrics import hub_request
 from bridge.sources.hubitat.values import NotJson, loads
 
 # A device map of a few hundred devices is a few megabytes at most.
@@ -102,6 +103,11 @@ class HomeyApi:
 
     async def get(self, path: str, *, scope: str) -> Any:
         """GET ``/api/manager/<path>`` as JSON. ``scope`` is the permission it needs (named when refused)."""
+        # Timed for /metrics by endpoint template: ``devices/device/{id}``, never a device's uuid.
+        with hub_request(self.hub, endpoint(path)):
+            return await self._get_json(path, scope)
+
+    async def _get_json(self, path: str, scope: str) -> Any:
         token = await self.auth.token()
         status, text = await self._get(path, token)
         if status == 401 and await self.auth.renew(token):
@@ -142,6 +148,12 @@ class HomeyApi:
                 problem = transport_problem(exc, base, self.request_timeout)
                 self.auth.lost()
                 raise HubUnavailable(self.hub, f"GET /api/manager/{path}: {problem}") from None
+
+
+def endpoint(path: str) -> str:
+    """``path`` as a metrics label: the manager and collection kept, an id after them replaced by ``{id}``."""
+    parts = path.split("/")
+    return "/".join([*parts[:2], "{id}"] if len(parts) > 2 else parts)
 
 
 async def read_body(resp: aiohttp.ClientResponse, hub: str, where: str) -> bytes:

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.cli import main
 from bridge.sim.homey import HomeySim
+from bridge.sources.homey.api import endpoint
 from tests.helpers import wait_until
 from tests.sources.homey.helpers import Bridge
 
@@ -37,8 +39,15 @@ async def test_a_poll_reports_every_capability_typed_with_rooms_and_a_restart_wr
             assert not bridge.find(attribute="button.reset_meter")  # a maintenance action, not a state
             guests = bridge.find(kind="variable", attribute="Guests")[0]
             assert (guests["value"], guests["device_id"], guests["device"]) == (0, None, None)
-            # The address in use is on /healthz.
+            # The address in use is on /healthz; the requests are on /metrics by endpoint, no device id in it.
             assert bridge.runtime.health()[1]["hubs"]["cabin"]["address"] == sim.url
+            timed = {
+                s.labels["endpoint"]
+                for family in text_string_to_metric_families(bridge.runtime.stats.metrics().decode())
+                for s in family.samples
+                if s.name == "hubbridge_hub_request_seconds_count" and s.labels.get("hub") == "cabin"
+            }
+            assert "devices/device" in timed and not any(DRESSING in e for e in timed), timed
             first = len(bridge.events)
             await wait_until(lambda: len(bridge.written()) == first, "the file sink to write every event")
         async with Bridge(tmp_path, url=sim.url, api_key=sim.api_key) as bridge:
@@ -145,3 +154,10 @@ async def test_html_pages_and_broken_json_are_one_clear_line_and_the_hub_recover
         await wait_until(lambda: "malformed JSON" in bridge.status.detail, "the broken JSON named")
         sim.raw_response = None
         await wait_until(lambda: bridge.status.state == "ok", "the hub back")
+
+
+def test_request_metrics_name_endpoints_without_ids() -> None:
+    """/metrics labels Homey requests by endpoint: a device's uuid becomes {id}, so the label set stays small."""
+    assert endpoint(f"devices/device/{DRESSING}") == "devices/device/{id}"
+    assert endpoint("devices/device") == "devices/device"
+    assert endpoint("logic/variable") == "logic/variable"
