@@ -148,6 +148,26 @@ async def deliver_all(sink: Sink, journal: Journal, **kwargs: Any) -> None:
         await sink.close()
 
 
+def kitchen_temperature(id: str, time: float, device_id: str, value: Any, previous: Any) -> dict[str, Any]:
+    """A contract event (DESIGN 3, fields in order): a temperature of the Kitchen sensor on hub "house"."""
+    return {
+        "id": id,
+        "time": time,
+        "hub": "house",
+        "hub_type": "hubitat",
+        "kind": "device",
+        "device_id": device_id,
+        "device": "Kitchen sensor",
+        "room": "Kitchen",
+        "attribute": "temperature",
+        "value": value,
+        "previous": previous,
+        "unit": "°C",
+        "source": "eventsocket",
+        "description": None,
+    }
+
+
 def sim_hub(url: str, token: str, **keys: Any) -> dict[str, Any]:
     """Config of hub "home" on a simulator at ``url`` (app 12, eventsocket, 60 s polls, no detail spacing).
 
