@@ -12,6 +12,7 @@ from bridge.delivery import Delivery
 from bridge.events import Event, Reading
 from bridge.journal import Journal, Record
 from bridge.pipeline import Pipeline
+from bridge.runtime import Runtime
 from bridge.sinks.base import Sink
 
 # DESIGN section 3, in order. Written out here (not imported from bridge.events) so that a change to the
@@ -145,3 +146,54 @@ async def deliver_all(sink: Sink, journal: Journal, **kwargs: Any) -> None:
             await caught_up(journal, sink.name)
     finally:
         await sink.close()
+
+
+def kitchen_temperature(id: str, time: float, device_id: str, value: Any, previous: Any) -> dict[str, Any]:
+    """A contract event (DESIGN 3, fields in order): a temperature of the Kitchen sensor on hub "house"."""
+    return {
+        "id": id,
+        "time": time,
+        "hub": "house",
+        "hub_type": "hubitat",
+        "kind": "device",
+        "device_id": device_id,
+        "device": "Kitchen sensor",
+        "room": "Kitchen",
+        "attribute": "temperature",
+        "value": value,
+        "previous": previous,
+        "unit": "°C",
+        "source": "eventsocket",
+        "description": None,
+    }
+
+
+def sim_hub(url: str, token: str, **keys: Any) -> dict[str, Any]:
+    """Config of hub "home" on a simulator at ``url`` (app 12, eventsocket, 60 s polls, no detail spacing).
+
+    ``keys`` add keys or override these.
+    """
+    hub: dict[str, Any] = {
+        "name": "home",
+        "type": "hubitat",
+        "url": url,
+        "app_id": 12,
+        "access_token": token,
+        "eventsocket": True,
+        "poll_interval": "60s",
+        "detail_spacing": "0s",
+    }
+    return {**hub, **keys}
+
+
+@contextlib.asynccontextmanager
+async def running(runtime: Runtime, what: str = "the runtime is ready") -> AsyncIterator[Runtime]:
+    """``runtime.run`` in a task for the block, which starts once it is ready (or ended); stopped after (15 s)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(runtime.run(stop))
+    try:
+        await wait_until(lambda: runtime.ready.is_set() or task.done(), what)
+        yield runtime
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)

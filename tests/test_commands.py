@@ -21,6 +21,7 @@ import pytest
 from bridge.cli import _parser, main
 from bridge.sim.hubitat import HubitatSim
 from bridge.sources.hubitat import MOMENTARY
+from tests.helpers import sim_hub
 from tests.test_cli import WAIT, bridges, write_config
 
 __all__ = ["bridges"]
@@ -101,16 +102,7 @@ def test_check_credentials_reads_the_secret_files_from_a_directory(
 
 
 def _hub(url: str) -> dict[str, Any]:
-    return {
-        "name": "home",
-        "type": "hubitat",
-        "url": url,
-        "app_id": 12,
-        "access_token": TOKEN,
-        "eventsocket": True,
-        "poll_interval": "60s",
-        "detail_spacing": "0s",
-    }
+    return sim_hub(url, TOKEN)
 
 
 async def _top_in_a_pty(cfg: Path) -> tuple[int, str]:

@@ -7,14 +7,11 @@ reset when the bridge restarts, and a dead letter turns it to degraded (503) wit
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge.config import load_config
@@ -22,7 +19,7 @@ from bridge.metrics import event_time
 from bridge.runtime import Runtime
 from bridge.sim.hec import HecSim
 from bridge.sim.hubitat import HubitatSim
-from tests.helpers import wait_until
+from tests.helpers import running, sim_hub, wait_until
 from tests.test_cli import write_config
 
 TOKEN = "metrics-test-token"
@@ -44,12 +41,6 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 async def _get(http: aiohttp.ClientSession, runtime: Runtime, path: str) -> tuple[int, str]:
     assert runtime.server is not None
     async with http.get(f"http://127.0.0.1:{runtime.server.port}{path}") as resp:
@@ -57,16 +48,7 @@ async def _get(http: aiohttp.ClientSession, runtime: Runtime, path: str) -> tupl
 
 
 def _config(tmp: Path, hub_url: str, hec_url: str) -> Any:
-    hub = {
-        "name": "home",
-        "type": "hubitat",
-        "url": hub_url,
-        "app_id": 12,
-        "access_token": TOKEN,
-        "eventsocket": True,
-        "poll_interval": "60s",
-        "detail_spacing": "0s",
-    }
+    hub = sim_hub(hub_url, TOKEN)
     sinks = [
         {
             "name": "archive",
@@ -98,10 +80,7 @@ async def test_metrics_and_healthz_agree_with_what_was_delivered(tmp_path: Path,
     async with HubitatSim(access_token=TOKEN) as sim, HecSim(tokens=(HEC_TOKEN,)) as hec:
         cfg = _config(tmp_path, sim.url, hec.url)
         runtime = Runtime(cfg)
-        stop = asyncio.Event()
-        task = asyncio.create_task(runtime.run(stop))
-        try:
-            await wait_until(lambda: runtime.ready.is_set() or task.done(), "the runtime is ready")
+        async with running(runtime):
             await wait_until(lambda: len(_lines(tmp_path)) > 5, "the start-up poll is delivered")
             await wait_until(
                 lambda: runtime.sinks["splunk"].lag == 0 and runtime.sinks["archive"].lag == 0, "caught up"
@@ -151,24 +130,15 @@ async def test_metrics_and_healthz_agree_with_what_was_delivered(tmp_path: Path,
             sink = body["sinks"]["archive"]
             assert sink["delivered_total"] == delivered and sink["backlog"] == 0
             assert sink["oldest_undelivered_age"] is None and sink["in_flight"] == 0
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 15)
 
         # A restart: the totals come back from the journal before anything new is delivered.
         runtime = Runtime(_config(tmp_path, "http://127.0.0.1:1", hec.url))
-        stop = asyncio.Event()
-        task = asyncio.create_task(runtime.run(stop))
-        try:
-            await wait_until(lambda: runtime.ready.is_set() or task.done(), "the runtime is ready again")
+        async with running(runtime, "the runtime is ready again"):
             _, text = await _get(http, runtime, "/healthz")
             again = json.loads(text)
             assert again["sinks"]["archive"]["delivered_total"] == delivered
             assert again["sinks"]["splunk"]["filtered_total"] == bridge_events
             assert again["sinks"]["archive"]["delivered"] == 0, "this run delivered nothing yet"
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 15)
 
 
 async def test_a_dead_letter_makes_healthz_degraded(tmp_path: Path, http: aiohttp.ClientSession) -> None:
@@ -176,10 +146,7 @@ async def test_a_dead_letter_makes_healthz_degraded(tmp_path: Path, http: aiohtt
     async with HubitatSim(access_token=TOKEN) as sim, HecSim(tokens=(HEC_TOKEN,)) as hec:
         hec.fail_next(1000, 400, 6)  # "Invalid data format" for every event: each is dead-lettered alone
         runtime = Runtime(_config(tmp_path, sim.url, hec.url))
-        stop = asyncio.Event()
-        task = asyncio.create_task(runtime.run(stop))
-        try:
-            await wait_until(lambda: runtime.ready.is_set() or task.done(), "the runtime is ready")
+        async with running(runtime):
             await wait_until(lambda: runtime.sinks["splunk"].status.dead_lettered >= 1, "a dead letter")
             code, text = await _get(http, runtime, "/healthz")
             body = json.loads(text)
@@ -188,9 +155,6 @@ async def test_a_dead_letter_makes_healthz_degraded(tmp_path: Path, http: aiohtt
             assert body["sinks"]["splunk"]["dead_lettered_total"] >= 1
             _, text = await _get(http, runtime, "/metrics")
             assert _samples(text)[("hubbridge_sink_dead_lettered_total", (("sink", "splunk"),))] >= 1
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 15)
 
 
 async def test_totals_keep_counting_across_a_reload_that_restarts_the_sink(tmp_path: Path) -> None:
@@ -200,10 +164,7 @@ async def test_totals_keep_counting_across_a_reload_that_restarts_the_sink(tmp_p
     async with HubitatSim(access_token=TOKEN) as sim, HecSim(tokens=(HEC_TOKEN,)) as hec:
         cfg = _config(tmp_path, sim.url, hec.url)
         runtime = Runtime(cfg)
-        stop = asyncio.Event()
-        task = asyncio.create_task(runtime.run(stop))
-        try:
-            await wait_until(lambda: runtime.ready.is_set() or task.done(), "the runtime is ready")
+        async with running(runtime):
             await wait_until(lambda: len(_lines(tmp_path)) > 5 and runtime.sinks["archive"].lag == 0, "delivered")
             sinks = [s.model_copy(update={"fsync": True}) if s.name == "archive" else s for s in cfg.sinks]
             assert await apply(runtime, cfg.model_copy(update={"sinks": sinks}))
@@ -214,6 +175,3 @@ async def test_totals_keep_counting_across_a_reload_that_restarts_the_sink(tmp_p
             _, body = runtime.health()
             assert body["sinks"]["archive"]["delivered_total"] == len(_lines(tmp_path))
             assert body["sinks"]["archive"]["delivered"] < len(_lines(tmp_path)), "a fresh status after the reload"
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 15)

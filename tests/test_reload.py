@@ -19,6 +19,7 @@ from bridge.config import load_config
 from bridge.reload import plan
 from bridge.sim.hubitat import HubitatSim
 from bridge.sources.hubitat import MOMENTARY
+from tests.helpers import sim_hub
 from tests.test_cli import bridges, write_config
 
 __all__ = ["bridges"]
@@ -37,18 +38,7 @@ def _sink(tmp: Path, name: str) -> dict[str, Any]:
 
 
 def _hub(url: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": "home",
-        "type": "hubitat",
-        "url": url,
-        "app_id": 12,
-        "access_token": TOKEN,
-        "eventsocket": True,
-        "poll_interval": "60s",
-        "detail_spacing": "0s",
-        "backoff_max": "1s",
-        **extra,
-    }
+    return sim_hub(url, TOKEN, **{"backoff_max": "1s", **extra})
 
 
 def test_plan_names_what_changed(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from bridge.runtime import Runtime, supervise
 from bridge.sim.hubitat import HubitatSim
 from bridge.sinks import SINKS
 from bridge.sinks.base import Delivered, Outcome, Sink
-from tests.helpers import switch, wait_until
+from tests.helpers import sim_hub, switch, wait_until
 from tests.test_cli import bridges, write_config
 
 __all__ = ["bridges"]  # the fixture, shared with tests/test_cli.py
@@ -187,17 +187,7 @@ SECRET = "drain-test-secret"
 async def test_stop_signal_drains_what_is_journalled_and_exits_0(tmp_path: Path, bridges: Any, sig: int) -> None:
     """SIGTERM (or Ctrl-C) right after an event was accepted delivers it before the bridge exits 0."""
     async with HubitatSim(access_token=TOKEN) as sim, aiohttp.ClientSession() as http:
-        hub = {
-            "name": "home",
-            "type": "hubitat",
-            "url": sim.url,
-            "app_id": sim.app_id,
-            "access_token": TOKEN,
-            "eventsocket": False,
-            "poll_interval": "60s",
-            "detail_spacing": "0s",
-            "webhook_secret": SECRET,
-        }
+        hub = sim_hub(sim.url, TOKEN, app_id=sim.app_id, eventsocket=False, webhook_secret=SECRET)
         events = tmp_path / "events.jsonl"
         # The sink gathers events for half a second before it writes: a stop meanwhile must still deliver them.
         sink = {"name": "archive", "type": "file", "path": str(events), "fsync": False, "batch": {"max_wait": "500ms"}}

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from bridge.server import Server
 from bridge.sim.hubitat import HubitatSim
+from tests.helpers import sim_hub
 from tests.test_cli import BridgeProcess, bridges, json_lines, write_config
 
 __all__ = ["bridges"]  # the fixture, shared with tests/test_cli.py
@@ -96,17 +97,7 @@ class Listener:
 
 @pytest.fixture
 async def listener(tmp_path: Path, sim: HubitatSim, bridges: Any, http: aiohttp.ClientSession) -> Listener:
-    hub = {
-        "name": "home",
-        "type": "hubitat",
-        "url": sim.url,
-        "app_id": sim.app_id,
-        "access_token": TOKEN,
-        "eventsocket": False,
-        "poll_interval": "60s",
-        "detail_spacing": "0s",
-        "webhook_secret": SECRET,
-    }
+    hub = sim_hub(sim.url, TOKEN, app_id=sim.app_id, eventsocket=False, webhook_secret=SECRET)
     b = await bridges(write_config(tmp_path, hubs=[hub]))
     listener = Listener(b, await b.running(), http)
 

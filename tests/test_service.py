@@ -19,6 +19,7 @@ from typing import Any
 from bridge.service import Rate, Stalls
 from bridge.sim.hec import HecSim
 from bridge.sim.hubitat import HubitatSim
+from tests.helpers import sim_hub
 from tests.test_cli import bridges, write_config
 
 __all__ = ["bridges"]
@@ -51,16 +52,7 @@ async def test_watchdog_fed_through_an_outage_and_not_when_wedged(tmp_path: Path
     reader = asyncio.create_task(receive())
     try:
         async with HubitatSim(access_token=TOKEN) as sim, HecSim(tokens=(HEC_TOKEN,)) as hec:
-            hub = {
-                "name": "home",
-                "type": "hubitat",
-                "url": sim.url,
-                "app_id": sim.app_id,
-                "access_token": TOKEN,
-                "eventsocket": True,
-                "poll_interval": "60s",
-                "detail_spacing": "0s",
-            }
+            hub = sim_hub(sim.url, TOKEN, app_id=sim.app_id)
             sink = {
                 "name": "splunk",
                 "type": "splunk_hec",

@@ -15,6 +15,7 @@ from bridge.sim.hec.health import HealthMixin
 from bridge.sim.hec.index import LIMIT_REACHED, IndexMixin
 from bridge.sim.hec.protocol import ACK_PATH, DEFAULT_TOKEN, EVENT_PATHS, HEALTH_PATHS, METHOD_OF_PATH, RAW_PATHS
 from bridge.sim.hec.records import RequestRecord
+from bridge.sim.serve import serve
 
 
 class HecSim(IndexMixin, AckMixin, FaultMixin, HealthMixin):
@@ -75,17 +76,9 @@ class HecSim(IndexMixin, AckMixin, FaultMixin, HealthMixin):
         # auto_decompress=False: §1.4 says the size limit applies to the compressed bytes and only gzip is
         # accepted, so the simulator must see the wire body and decode it itself. No access log: the
         # benchmark pushes tens of thousands of events per second through here.
-        runner = web.AppRunner(app, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.host = host
-        self.port = int(runner.addresses[0][1])
+        self._runner, self.host, self.port = await serve(
+            app, host, port, access_log=None, auto_decompress=False, handle_signals=False, shutdown_timeout=1.0
+        )
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

@@ -11,6 +11,7 @@ from aiohttp import web
 from bridge.sim.hubitat.cloud import CloudRelayMixin
 from bridge.sim.hubitat.health import HubHealthMixin
 from bridge.sim.hubitat.responses import error_page, hub_headers
+from bridge.sim.serve import serve
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -74,12 +75,9 @@ class HubitatSim(HubHealthMixin, CloudRelayMixin):
         app.router.add_post("/hub/reboot", self._handle_hub_reboot)
         app.router.add_get("/hub/reboot", self._handle_hub_reboot_get, allow_head=False)
         self.add_relay_routes(app)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25, handler_cancellation=True)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        self._runner = runner
-        self.port = int(runner.addresses[0][1])
+        self._runner, _, self.port = await serve(
+            app, host, port, access_log=None, shutdown_timeout=0.25, handler_cancellation=True
+        )
         self.url = f"http://{host}:{self.port}"
         self._start_posts()
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.sim.serve import serve
 from bridge.sinks.webhook.signing import secret_key, verify
 
 # Standard Webhooks: receivers refuse timestamps further than this from their clock (replay protection).
@@ -108,17 +109,9 @@ class WebhookSim:
             raise RuntimeError("WebhookSim already started")
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self.host = host
-        self.port = int(runner.addresses[0][1])
+        self._runner, self.host, self.port = await serve(
+            app, host, port, access_log=None, handle_signals=False, shutdown_timeout=1.0
+        )
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

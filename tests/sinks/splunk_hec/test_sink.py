@@ -42,7 +42,7 @@ from bridge.sinks.base import Delivered, Hold, Retry
 from bridge.sinks.splunk_hec import SplunkHecSink, SplunkHecSinkConfig
 from bridge.sinks.splunk_hec.classify import Reply, classify
 from bridge.sinks.splunk_hec.encoder import Encoder
-from tests.helpers import running_journal, wait_until
+from tests.helpers import kitchen_temperature, running_journal, wait_until
 
 TOKEN = "sim-hec-token"
 ACK_TOKEN = "ack-token-0001"
@@ -73,22 +73,7 @@ def event(**kw: Any) -> Event:
     """One contract event (DESIGN 3); every call a new id."""
     global _seq
     _seq += 1
-    base: dict[str, Any] = {
-        "id": f"ev-{_seq:06d}",
-        "time": 1_760_000_000.25 + _seq,
-        "hub": "house",
-        "hub_type": "hubitat",
-        "kind": "device",
-        "device_id": str(100 + _seq % 7),
-        "device": "Kitchen sensor",
-        "room": "Kitchen",
-        "attribute": "temperature",
-        "value": 20.5 + _seq % 10,
-        "previous": 20.0,
-        "unit": "°C",
-        "source": "eventsocket",
-        "description": None,
-    }
+    base = kitchen_temperature(f"ev-{_seq:06d}", 1_760_000_000.25 + _seq, str(100 + _seq % 7), 20.5 + _seq % 10, 20.0)
     base.update(kw)
     return Event(**base)
 

@@ -16,7 +16,7 @@ from bridge.journal import Encoded, Journal
 from bridge.sim.webhook import WebhookSim
 from bridge.sinks import build_sink
 from bridge.sinks.webhook import WebhookSink, WebhookSinkConfig
-from tests.helpers import running_journal, wait_until
+from tests.helpers import kitchen_temperature, running_journal, wait_until
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OLD_SECRET = "whsec_dGhlIG9sZCBzZWNyZXQgb2YgdGhlIGhvb2s="
@@ -29,22 +29,7 @@ def event(**kw: Any) -> dict[str, Any]:
     """One contract event (docs/events.md); every call a new id."""
     global _n
     _n += 1
-    ev: dict[str, Any] = {
-        "id": f"{_n:032x}",
-        "time": 1_760_000_000.0 + _n,
-        "hub": "house",
-        "hub_type": "hubitat",
-        "kind": "device",
-        "device_id": str(100 + _n % 5),
-        "device": "Kitchen sensor",
-        "room": "Kitchen",
-        "attribute": "temperature",
-        "value": 20.0 + _n % 10,
-        "previous": None,
-        "unit": "°C",
-        "source": "eventsocket",
-        "description": None,
-    }
+    ev = kitchen_temperature(f"{_n:032x}", 1_760_000_000.0 + _n, str(100 + _n % 5), 20.0 + _n % 10, None)
     ev.update(kw)
     return ev
 

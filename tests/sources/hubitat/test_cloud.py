@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,31 +24,13 @@ TOKEN = "cl0ud-t0ken-8e2f51aa"
 UID = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
 
 
-@pytest.fixture(autouse=True)
-def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reconciliations back to back and short retries; tests/sources proves the floors themselves."""
-    monkeypatch.setattr("bridge.sources.runner.MIN_RECONCILE_GAP", 0.0)
-    monkeypatch.setattr("bridge.sources.base.HUB_RETRY_FLOOR", 0.2)
+pytestmark = pytest.mark.usefixtures("quick_retries")
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[TrackingSim]:
-    hub = TrackingSim(access_token=TOKEN, hub_uid=UID)
-    await hub.start()
-    try:
-        yield hub
-    finally:
-        await hub.stop()
-
-
-@pytest.fixture
-async def bridges() -> AsyncIterator[list[Bridge]]:
-    started: list[Bridge] = []
-    try:
-        yield started
-    finally:
-        for b in started:
-            await b.stop()
+def hub_sim() -> TrackingSim:
+    """A hub with a UID, so the simulator's cloud relay answers under /api/<UID>."""
+    return TrackingSim(access_token=TOKEN, hub_uid=UID)
 
 
 def cfg(url: str, **kw: Any) -> HubitatConfig:

@@ -6,14 +6,10 @@ run the real Runtime against the simulator, which serves the same formats (see t
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
-from aiohttp import web
 
 from bridge.sim.hubitat import fixture_json, fixture_text
 from bridge.sources.hubitat.health import (
@@ -24,6 +20,7 @@ from bridge.sources.hubitat.health import (
     parse_memory_csv,
 )
 from tests.helpers import wait_until
+from tests.sim.hubitat_helpers import GatedHub
 from tests.sources.hubitat.test_hub import Bridge, TrackingSim, log_lines, start_bridge
 
 C8_VALUES = [
@@ -36,56 +33,20 @@ C8_VALUES = [
 BASE_MODEL = {"zigbeeStatus": "enabled", "zwaveStatus": "false", "cloudDisconnected": False, "devMode": False}
 
 
-@pytest.fixture(autouse=True)
-def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reconciliations back to back and short retries; tests/sources proves the floors themselves."""
-    monkeypatch.setattr("bridge.sources.runner.MIN_RECONCILE_GAP", 0.0)
-    monkeypatch.setattr("bridge.sources.base.HUB_RETRY_FLOOR", 0.2)
+pytestmark = pytest.mark.usefixtures("quick_retries")
 
 
-class GatedSim(TrackingSim):
+class GatedSim(GatedHub, TrackingSim):
     """TrackingSim whose Maker API requests wait for ``gate`` (open by default): a poll stuck at the hub."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.held = 0
-
-    async def _handle_maker(self, request: web.Request) -> web.StreamResponse:
-        self.held += 1
-        try:
-            await self.gate.wait()
-        finally:
-            self.held -= 1
-        return await super()._handle_maker(request)
+    async def stop(self) -> None:
+        self.gate.set()  # a poll still held at the hub must not hold up the shutdown
+        await super().stop()
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[GatedSim]:
-    hub = GatedSim(access_token="health-t0ken")
-    await hub.start()
-    try:
-        yield hub
-    finally:
-        hub.gate.set()
-        await hub.stop()
-
-
-@pytest.fixture
-async def bridges() -> AsyncIterator[list[Bridge]]:
-    started: list[Bridge] = []
-    try:
-        yield started
-    finally:
-        for b in started:
-            await b.stop()
-
-
-@pytest.fixture
-def logs() -> Any:
-    with structlog.testing.capture_logs() as entries:
-        yield entries
+def hub_sim() -> GatedSim:
+    return GatedSim(access_token="health-t0ken")
 
 
 def hub_events(b: Bridge, attribute: str) -> list[dict[str, Any]]:

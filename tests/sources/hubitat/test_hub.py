@@ -13,14 +13,12 @@ import itertools
 import json
 import socket
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import pytest
-import structlog
 import yaml
 from aiohttp import web
 
@@ -35,6 +33,9 @@ TOKEN = "sim-token-7f3a9c1e"
 HUB = "house"
 SECRET = "hook/Secret+5d2b="  # base64-style: "/" and "+" must survive the round trip through the hub
 WAIT = 15.0  # upper bound for any single wait; tests normally take a small fraction of it
+
+# sim, bridges and logs: conftest.py
+pytestmark = pytest.mark.usefixtures("quick_retries")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -243,40 +244,6 @@ class Bridge:
         before = self.polls
         self.reconcile()
         await wait_until(lambda: self.polls > before, what="a reconciliation poll")
-
-
-@pytest.fixture(autouse=True)
-def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests ask for reconciliations back to back and wait out retries; tests/sources proves both floors."""
-    monkeypatch.setattr("bridge.sources.runner.MIN_RECONCILE_GAP", 0.0)
-    monkeypatch.setattr("bridge.sources.base.HUB_RETRY_FLOOR", 0.2)
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[TrackingSim]:
-    hub = TrackingSim(access_token=TOKEN)
-    await hub.start()
-    try:
-        yield hub
-    finally:
-        await hub.stop()
-
-
-@pytest.fixture
-async def bridges() -> AsyncIterator[list[Bridge]]:
-    """Bridges started by a test; all are stopped at teardown even when the test fails."""
-    started: list[Bridge] = []
-    try:
-        yield started
-    finally:
-        for b in started:
-            await b.stop()
-
-
-@pytest.fixture
-def logs() -> Any:
-    with structlog.testing.capture_logs() as entries:
-        yield entries
 
 
 async def start_bridge(bridges: list[Bridge], tmp_path: Path, sim: HubitatSim, **hub: Any) -> Bridge:

@@ -7,42 +7,23 @@ rate during the storm is the runner's backoff, unchanged (see test_hub.py for th
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from bridge.sources.hubitat.storm import STORM_AFTER
 from tests.helpers import wait_until
+from tests.sources.hubitat.conftest import RETRY_FLOOR
 from tests.sources.hubitat.test_hub import Bridge, TrackingSim, start_bridge
 
-FLOOR = 0.2  # HUB_RETRY_FLOOR in these tests: the shortest wait between two attempts
+FLOOR = RETRY_FLOOR  # HUB_RETRY_FLOOR in these tests: the shortest wait between two attempts
 
-
-@pytest.fixture(autouse=True)
-def _quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bridge.sources.runner.MIN_RECONCILE_GAP", 0.0)
-    monkeypatch.setattr("bridge.sources.base.HUB_RETRY_FLOOR", FLOOR)
+pytestmark = pytest.mark.usefixtures("quick_retries")
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[TrackingSim]:
-    hub = TrackingSim(access_token="st0rm-t0ken")
-    await hub.start()
-    try:
-        yield hub
-    finally:
-        await hub.stop()
-
-
-@pytest.fixture
-async def bridges() -> AsyncIterator[list[Bridge]]:
-    started: list[Bridge] = []
-    try:
-        yield started
-    finally:
-        for b in started:
-            await b.stop()
+def hub_sim() -> TrackingSim:
+    return TrackingSim(access_token="st0rm-t0ken")
 
 
 def hub_status(b: Bridge) -> list[tuple[str, str]]:
