@@ -2,15 +2,27 @@
 
 from bridge.journal.lock import StateDirLock, prepare_state_dir
 from bridge.journal.schema import SCHEMA_VERSION
-from bridge.journal.store import DeadLetter, DiskUse, Encoded, EncodedState, Journal, Record, SinkSpec
+from bridge.journal.store import (
+    DeadLetter,
+    DiskUse,
+    Encoded,
+    EncodedRecent,
+    EncodedState,
+    Journal,
+    Recent,
+    Record,
+    SinkSpec,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
     "DeadLetter",
     "DiskUse",
     "Encoded",
+    "EncodedRecent",
     "EncodedState",
     "Journal",
+    "Recent",
     "Record",
     "SinkSpec",
     "StateDirLock",

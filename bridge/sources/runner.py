@@ -30,6 +30,7 @@ from aiohttp import web
 from bridge.backoff import Backoff, RateLimitedLog
 from bridge.errors import HubAuthError, HubError, JournalError, JournalFull
 from bridge.events import Event, Reading, SourceName, shorten
+from bridge.journal import Recent
 from bridge.options import HubConfigBase
 from bridge.pipeline import Pipeline
 from bridge.sources import base
@@ -196,6 +197,9 @@ class HubRunner:
     async def set_meta(self, key: str, value: Any) -> None:
         await self.journal.set_meta(self.name, key, value)
 
+    async def recent(self, within: float) -> list[Recent]:
+        return await self.journal.recent(self.name, within)
+
     # ------------------------------------------------------------------ polling
 
     async def _poll_loop(self) -> None:
@@ -217,7 +221,9 @@ class HubRunner:
             try:
                 readings = await src.poll(source)
                 readings.append(self._status_reading(True, None))
-                await self.pipeline.ingest(self.name, src.hub_type, readings, on_changes=src.polled)
+                await self.pipeline.ingest(
+                    self.name, src.hub_type, readings, on_changes=src.polled, remember=src.remembers
+                )
             except JournalFull:
                 self.polling = False
                 delay = 0.0
@@ -347,9 +353,10 @@ class HubRunner:
                 live.append(item)
         readings = [r for item in live for r in item.readings]
         hub_type = self.source_cls.hub_type
+        remember = self.source is not None and self.source.remembers
         while live:
             try:
-                events = await self.pipeline.ingest(self.name, hub_type, readings)
+                events = await self.pipeline.ingest(self.name, hub_type, readings, remember=remember)
             except JournalFull as exc:
                 # Wait for room, answering callers that wait too long meanwhile (the readings stay queued).
                 while self.journal.full:
