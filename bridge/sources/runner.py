@@ -331,6 +331,11 @@ class HubRunner:
             batch: list[_Item] = []
             n = 0
             while self._queue and (not batch or n + len(self._queue[0].readings) <= INGEST_BATCH):
+                unless = self._queue[0].unless
+                if batch and unless is not None and not unless.done():
+                    # A copy waits for its original's commit, and the original may be in this batch: taking the copy
+                    # too would make the batch wait for itself (COPY_WAIT, with the stream and POSTs stalled).
+                    break
                 item = self._queue.popleft()
                 batch.append(item)
                 n += len(item.readings)
