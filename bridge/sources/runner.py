@@ -108,6 +108,10 @@ class HubRunner:
         self._online: bool | None = None
         self._queue: deque[_Item] = deque()
         self._queued_bytes = 0
+        # Items ever queued, and ever ingested (in queue order): a poll waits for what was queued before its answer.
+        self._queued_items = 0
+        self._done_items = 0
+        self._progress = asyncio.Event()
         self._work = asyncio.Event()
         self._space = asyncio.Event()
         self._busy = False
@@ -179,6 +183,7 @@ class HubRunner:
         # tuple.__new__, not _Item(...): one is made per pushed event, and a NamedTuple's own constructor is Python.
         self._queue.append(tuple.__new__(_Item, (items, size, future, unless, self._loop.time())))
         self._queued_bytes += size
+        self._queued_items += 1
         self._idle.clear()
         self._work.set()
         return future
@@ -220,6 +225,7 @@ class HubRunner:
             self.polling = True
             try:
                 readings = await src.poll(source)
+                await self._pushed_first()
                 readings.append(self._status_reading(True, None))
                 await self.pipeline.ingest(
                     self.name, src.hub_type, readings, on_changes=src.polled, remember=src.remembers
@@ -242,6 +248,21 @@ class HubRunner:
             self.polling = False
             interval = src.reconcile_interval if src.stream_live else src.poll_interval
             delay = interval * random.uniform(0.9, 1.1)
+
+    async def _pushed_first(self) -> None:
+        """Wait (up to ANSWER_WITHIN) until what the streams queued before the poll's answer is ingested.
+
+        Pushed readings wait in the queue while a poll's readings go straight to the diff, so under load a poll
+        could overtake events received before its answer: an older pushed value then came after the poll's newer
+        one, as a change back (or was dropped as stale after its POST was answered). In queue order they are
+        changes before the snapshot, and the diff drops what the snapshot has older than them.
+        """
+        mark = self._queued_items
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ANSWER_WITHIN):
+                while self._done_items < mark:
+                    self._progress.clear()
+                    await self._progress.wait()
 
     async def _next_poll(self, delay: float) -> None:
         """Wait ``delay``, or less when a reconciliation is asked for, but at least ``min_gap`` after the last poll."""
@@ -343,6 +364,8 @@ class HubRunner:
                 await self._ingest(batch, backoff)
             finally:
                 self._queued_bytes -= sum(item.size for item in batch)
+                self._done_items += len(batch)
+                self._progress.set()
                 self._space.set()
 
     async def _ingest(self, batch: list[_Item], backoff: Backoff) -> None:
