@@ -269,3 +269,22 @@ async def test_a_copy_queued_right_behind_its_original_is_answered_at_once(journ
             assert await copy == []  # skipped: a copy of what the original committed
         assert len(await original) == 1
     assert values(await all_records(journal)).count(("5", 40)) == 1
+
+
+async def test_a_poll_never_overtakes_pushed_events_queued_before_its_answer(journal: Journal) -> None:
+    """An event pushed before a poll answered is recorded before the poll's newer snapshot, never after it: the
+    user sees "on" then "dimmed", not "dimmed", "on" (a change back to a stale value) as before."""
+    async with running(journal) as runner:
+        loop = asyncio.get_running_loop()
+        hold: asyncio.Future[None] = loop.create_future()
+        # The ingest loop is busy (a copy waits for its original), so pushed readings wait in the queue.
+        await runner.push([Reading("device", "7", "level", 1, "webhook")], size=10, unless=hold)
+        pushed = await runner.push([Reading("device", "1", "switch", "on", "eventsocket")], size=10)
+        assert pushed is not None
+        ScriptedSource.state = {"1": "dimmed", "2": "off"}
+        runner.reconcile("test")
+        await wait_until(lambda: len(ScriptedSource.polls) == 2, "the poll ran")
+        hold.set_result(None)
+        await wait_until(lambda: runner.status.polls >= 2, "the poll was recorded")
+        await pushed
+    assert [v for d, v in values(await all_records(journal)) if d == "1"] == ["off", "on", "dimmed"]
