@@ -1,4 +1,4 @@
-"""Command line: ``hubbridge run | check | demo | spool``.
+"""Command line: ``hubbridge run | check | demo | splunk-app | status | top | tap | devices | spool | auth``.
 
 Exit codes: 0 fine, 1 the bridge could not run (the machine is not as the config needs it: state_dir, listen port,
 journal), 2 the config is invalid. Every foreseeable problem is one line on stderr saying what and how to fix it.
@@ -9,19 +9,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
+import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
 
-from bridge import __version__
+from bridge import __version__, shard, spool_cli
+from bridge.commands import add_config, config_path, subcommand
 from bridge.config import BridgeConfig, load_config
-from bridge.errors import BridgeError, ConfigError, StateDirError, StateDirLocked
-from bridge.journal.lock import unusable_state_dir
+from bridge.errors import BridgeError, ConfigError
 from bridge.logs import setup_logging
 
 EXIT_OK = 0
@@ -31,52 +30,202 @@ EXIT_CONFIG = 2
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="hubbridge", description="Durable bridge from smart-home hubs to Splunk and files."
+        prog="hubbridge",
+        description="Durable bridge from smart-home hubs (Hubitat, Homey) to Splunk HEC, webhooks and files.",
+        epilog="Every subcommand has its own --help with examples. -c defaults to $HUBBRIDGE_CONFIG, then "
+        "/etc/hubbridge/hubbridge.yaml.",
     )
     p.add_argument("--version", action="version", version=f"hubbridge {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the bridge in the foreground until SIGTERM or Ctrl-C")
-    run.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    run = subcommand(
+        sub,
+        "run",
+        "run the bridge in the foreground until SIGTERM or Ctrl-C",
+        """Run the bridge: read the hubs, journal every change, deliver it to every sink. SIGHUP re-reads the
+        config and restarts only what changed; SIGTERM (or Ctrl-C) stops intake and drains within
+        shutdown_timeout. Under systemd (Type=notify) it reports READY, STATUS and feeds the watchdog.""",
+        [
+            ("hubbridge run -c bridge.yaml", "run with this config, logs on stderr"),
+            ("HUBBRIDGE_CONFIG=/srv/hb.yaml hubbridge run", "the config from the environment"),
+            ("systemctl reload hubbridge", "under systemd: validate, then SIGHUP"),
+        ],
+    )
+    add_config(run)
 
-    check = sub.add_parser("check", help="validate a config file without touching the network")
-    check.add_argument("-c", "--config", required=True, help="config file (YAML)")
+    check = subcommand(
+        sub,
+        "check",
+        "validate a config file without touching the network",
+        """Load and validate the config as `run` would (every key, every secret file), without touching a hub or
+        a sink. Exit 0 when it is valid, 2 with one line per problem (file, line, key path) when it is not.
+        --credentials DIR reads ${CREDENTIALS_DIRECTORY}/... secret files from DIR, so a production config
+        that names systemd credentials can be checked by hand.""",
+        [
+            ("hubbridge check -c bridge.yaml", "is this config valid?"),
+            (
+                "sudo hubbridge check --credentials /etc/hubbridge/credentials",
+                "the installed config, its ${CREDENTIALS_DIRECTORY} files read from where systemd loads them",
+            ),
+        ],
+    )
+    add_config(check)
+    check.add_argument(
+        "--credentials",
+        metavar="DIR",
+        default=None,
+        help="take $CREDENTIALS_DIRECTORY to be DIR (systemd sets it only for the service)",
+    )
 
-    demo = sub.add_parser("demo", help="run the real pipeline against built-in hub and Splunk simulators")
+    demo = subcommand(
+        sub,
+        "demo",
+        "run the real pipeline against built-in hub and Splunk simulators",
+        """Start a simulated Hubitat hub and a simulated Splunk HEC on 127.0.0.1 and run the real bridge between
+        them, printing every event as it is committed.""",
+        [("hubbridge demo", "until Ctrl-C"), ("hubbridge demo --duration 30 --dir ./demo", "30 s, keep the files")],
+    )
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
     demo.add_argument("--dir", default=None, help="keep state and events here instead of a temporary directory")
-
-    spool = sub.add_parser("spool", help="inspect the journal")
-    spool_sub = spool.add_subparsers(dest="spool_command", required=True)
-    dl = spool_sub.add_parser("dead-letters", help="list events a sink could never deliver, newest first")
-    dl.add_argument("-c", "--config", required=True, help="config file (YAML)")
-    dl.add_argument("--sink", default=None, help="only this sink")
-    dl.add_argument("--json", action="store_true", help="one JSON object per line")
-    dl.add_argument("--limit", type=int, default=1000)
-    drop = spool_sub.add_parser(
-        "drop-sink", help="forget a removed sink's place in the journal, and with it the events it had not delivered"
+    demo.add_argument(
+        "--splunk-sample", metavar="FILE", default=None, help="write a day of sample events as HEC envelopes and exit"
     )
-    drop.add_argument("-c", "--config", required=True, help="config file (YAML)")
-    drop.add_argument("sink", help="the name of a sink that is no longer in the config")
+
+    app = subcommand(
+        sub,
+        "splunk-app",
+        "write the Splunk app (dashboards, alerts) as hubbridge-<version>.tgz",
+        """Write the hubbridge Splunk app (sourcetypes, index macros, event types, Dashboard Studio dashboards and
+        disabled alerts), versioned with this bridge, as hubbridge-<version>.tgz: install it in Splunk with Apps >
+        Install app from file (docs/splunk.md).""",
+        [("hubbridge splunk-app", "into the current directory"), ("hubbridge splunk-app --out /tmp", "into /tmp")],
+    )
+    app.add_argument("--out", default=".", help="directory to write it to (default: the current one)")
+
+    status = subcommand(
+        sub,
+        "status",
+        "show the running bridge's health as a table (exit code: 0 ok, 1 degraded, 3 not reachable)",
+        """Read /healthz of the bridge the config describes (its listen address) and show each hub and sink
+        with its state, backlog and totals. The exit code says the health, for scripts and monitoring: 0 ok,
+        1 degraded, 2 invalid config, 3 the bridge is not reachable.""",
+        [
+            ("hubbridge status", "the installed bridge"),
+            ("hubbridge status -c bridge.yaml --json", "the raw /healthz JSON"),
+            ("hubbridge status --url http://127.0.0.1:8470", "a bridge at this address, no config needed"),
+        ],
+    )
+    add_config(status)
+    status.add_argument("--url", default=None, help="the bridge's base URL instead of the config's listen address")
+    status.add_argument("--json", action="store_true", help="print /healthz as JSON")
+
+    top = subcommand(
+        sub,
+        "top",
+        "a live view of hubs, sinks, rates and backlog, refreshed in place",
+        """A terminal view of the running bridge, refreshed in place every --interval seconds: each hub's state,
+        streams, last event and devices; each sink's state, events per second, backlog, oldest undelivered
+        event and in-flight batches. Ctrl-C to leave.""",
+        [("hubbridge top", "the installed bridge"), ("hubbridge top -c bridge.yaml --interval 5", "slower")],
+    )
+    add_config(top)
+    top.add_argument("--url", default=None, help="the bridge's base URL instead of the config's listen address")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
+    top.add_argument("--once", action="store_true", help="print one frame and exit (for scripts and bug reports)")
+
+    tap = subcommand(
+        sub,
+        "tap",
+        "print events as they are committed to the journal, with a filter",
+        """Follow the journal (read-only, beside the running bridge) and print every event committed from now
+        on, like the demo does. Filters combine: --hub, --device (id or name), --attribute, --kind. --last N
+        starts N events back.""",
+        [
+            ("hubbridge tap", "everything, as it happens"),
+            ("hubbridge tap --device 'Kitchen Motion' --attribute motion", "one device's motion"),
+            ("hubbridge tap --hub home --json --last 100", "JSON lines, the last 100 first"),
+        ],
+    )
+    add_config(tap)
+    tap.add_argument("--hub", default=None, help="only this hub")
+    tap.add_argument("--device", default=None, help="only this device (its id or its name)")
+    tap.add_argument("--attribute", default=None, help="only this attribute")
+    tap.add_argument("--kind", default=None, help="only this kind (device, location, hub, bridge)")
+    tap.add_argument("--last", type=int, default=0, help="start this many events back (default: from now)")
+    tap.add_argument("--json", action="store_true", help="print each event as its JSON line")
+    tap.add_argument("--count", type=int, default=None, help="stop after this many events")
+
+    devices = subcommand(
+        sub,
+        "devices",
+        "a dry run: the devices and attributes each hub would forward, with an events-per-day estimate",
+        """Poll each hub once (read-only, nothing is journalled or delivered), list its devices and their
+        attributes, then listen to its push streams for --sample seconds and estimate events per day per
+        device from what changed.""",
+        [
+            ("hubbridge devices -c bridge.yaml", "every hub, a 30 s sample"),
+            ("hubbridge devices -c bridge.yaml --hub home --sample 120", "one hub, a longer sample"),
+        ],
+    )
+    add_config(devices)
+    devices.add_argument("--hub", default=None, help="only this hub")
+    devices.add_argument("--sample", type=float, default=30.0, help="seconds to listen for changes (default 30)")
+    devices.add_argument("--json", action="store_true", help="one JSON object per device")
+
+    spool_cli.add_parser(sub)
+
+    from bridge.sources.homey import login as homey_login
+
+    homey_login.add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    config = config_path(getattr(args, "config", None))
     try:
         if args.command == "check":
-            return _check(args.config)
+            return _check(config, args.credentials)
         if args.command == "run":
-            return _run(args.config)
+            return _run(config)
+        if args.command == "demo" and args.splunk_sample:
+            from bridge.splunk_sample import run_sample
+
+            return run_sample(args.splunk_sample)
+        if args.command == "splunk-app":
+            from bridge.splunk_app import run_splunk_app
+
+            return run_splunk_app(args.out)
         if args.command == "demo":
             from bridge.demo import run_demo
 
             code: int = run_demo(duration=args.duration, directory=args.dir)
             return code
-        if args.command == "spool" and args.spool_command == "dead-letters":
-            return _dead_letters(args.config, args.sink, args.json, args.limit)
-        if args.command == "spool" and args.spool_command == "drop-sink":
-            return _drop_sink(args.config, args.sink)
+        if args.command == "status":
+            from bridge.commands.status import status
+
+            return status(config, args.url, args.json)
+        if args.command == "top":
+            from bridge.commands.top import top
+
+            return top(config, args.url, args.interval, args.once)
+        if args.command == "tap":
+            from bridge.commands.tap import Filter, tap
+
+            wanted = Filter(args.hub, args.device, args.attribute, args.kind)
+            return tap(config, wanted, last=args.last, as_json=args.json, count=args.count)
+        if args.command == "devices":
+            from bridge.commands.devices import devices
+
+            return devices(config, args.hub, args.sample, args.json)
+        if args.command == "spool":
+            args.config = config
+            return spool_cli.run(args)
+        if args.command == "auth" and args.auth_command == "homey":
+            from bridge.sources.homey import login as homey_login
+
+            args.config = config
+            return homey_login.run(args)
     except ConfigError as exc:
         print(f"hubbridge: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -88,17 +237,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_ERROR
 
 
-def _check(path: str) -> int:
-    cfg = load_config(path)
+def _check(path: str, credentials: str | None = None) -> int:
+    env = None
+    if credentials is not None:
+        if not Path(credentials).is_dir():
+            raise ConfigError(path, [f"--credentials {credentials}: not a directory (give where the token files are)"])
+        env = {**os.environ, "CREDENTIALS_DIRECTORY": str(Path(credentials).resolve())}
+    cfg = load_config(path, env=env)
+    assignment = shard.describe(cfg.hubs, shard.resolve(cfg.shard))
     print(
         f"{path}: OK ({len(cfg.hubs)} hub(s): {', '.join(h.name for h in cfg.hubs) or '-'}; "
         f"{len(cfg.sinks)} sink(s): {', '.join(s.name for s in cfg.sinks)})"
     )
+    for line in assignment:
+        print(line)
+    for hub in cfg.hubs:
+        # A hub family may say more (the way in, what it cannot reach): Hubitat's cloud relay form does.
+        for note in getattr(hub, "check_notes", list)():
+            print(f"  hub {hub.name}: {note}")
+    for sink in cfg.sinks:  # valid, but worth knowing (an unsigned webhook...)
+        for note in getattr(sink, "check_notes", list)():
+            print(f"note: {note}")
     return EXIT_OK
 
 
 def _run(path: str) -> int:
     cfg = load_config(path)
+    shard.resolve(cfg.shard)  # a bad HUBBRIDGE_SHARD is a config error (exit 2) before anything starts
     setup_logging(cfg.log.level, cfg.log.format)
     return asyncio.run(serve(cfg))
 
@@ -108,106 +273,25 @@ async def serve(cfg: BridgeConfig, stop: asyncio.Event | None = None) -> int:
     from bridge.runtime import Runtime
 
     stop = stop or asyncio.Event()
+    reload = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGHUP, reload.set)
     failed: list[BaseException] = []
     try:
-        await Runtime(cfg).run(stop)
+        runtime = Runtime(cfg, reload=reload)
+        from bridge.service import attach
+
+        attach(runtime)
+        await runtime.run(stop)
     except* BridgeError as group:
         failed.extend(group.exceptions)
     for exc in failed:
         structlog.get_logger("bridge").error("bridge stopped on an error", error=str(exc))
     return EXIT_ERROR if failed else EXIT_OK
-
-
-def _journal_path(cfg: BridgeConfig, nothing: str) -> Path | None:
-    """The journal's path; None (and a line saying why) when there is no journal yet."""
-    state = cfg.state_dir
-    db = state / "journal.sqlite3"
-    try:
-        if not state.exists():
-            print(
-                f"state_dir {state} does not exist: the bridge has not run with this config yet; {nothing}",
-                file=sys.stderr,
-            )
-            return None
-        if not state.is_dir():
-            raise StateDirError(f"state_dir {state} is a file, not a directory; point state_dir at a directory")
-        if not db.exists():
-            print(f"no journal at {db}: the bridge has not run with this state_dir yet; {nothing}", file=sys.stderr)
-            return None
-    except OSError as exc:
-        raise unusable_state_dir(state, exc) from None
-    return db
-
-
-def _dead_letters(path: str, sink: str | None, as_json: bool, limit: int) -> int:
-    db = _journal_path(load_config(path), "nothing was dead-lettered")
-    if db is None:
-        return EXIT_OK
-
-    async def _list() -> int:
-        from bridge.journal import Journal
-
-        journal = Journal(db, inspect=True)
-        await journal.open()
-        try:
-            rows = await journal.dead_letters(sink, limit)
-        finally:
-            await journal.close()
-        for row in rows:
-            if as_json:
-                print(
-                    json.dumps(
-                        {"sink": row.sink, "time": row.time, "reason": row.reason, "event": json.loads(row.body)}
-                    )
-                )
-            else:
-                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row.time))
-                print(f"{when}  sink={row.sink}  id={row.id}  reason={row.reason}\n    {row.body}")
-        if not as_json:
-            print(
-                f"{len(rows)} dead-lettered event(s)" + (f" for sink {sink}" if sink else "") + ", newest first",
-                file=sys.stderr,
-            )
-        return EXIT_OK
-
-    return asyncio.run(_list())
-
-
-def _drop_sink(path: str, sink: str) -> int:
-    cfg = load_config(path)
-    if any(s.name == sink for s in cfg.sinks):
-        print(f"hubbridge: sink {sink!r} is still in {path}; remove it from the config first", file=sys.stderr)
-        return EXIT_CONFIG
-    db = _journal_path(cfg, "nothing to drop")
-    if db is None:
-        return EXIT_OK
-
-    async def _drop() -> int:
-        from bridge.journal import Journal, StateDirLock
-
-        lock = StateDirLock(cfg.state_dir)
-        try:
-            lock.acquire()
-        except StateDirLocked as exc:
-            raise StateDirLocked(f"{exc}: stop the bridge before dropping a sink") from None
-        journal = Journal(db)
-        await journal.open()
-        try:
-            dropped = await journal.drop_sink(sink)
-        finally:
-            await journal.close()
-            lock.release()
-        if dropped < 0:
-            print(f"the journal has no place for a sink {sink!r}; nothing to drop", file=sys.stderr)
-        else:
-            print(f"dropped sink {sink!r}: {dropped} undelivered event(s) will not be delivered to it", file=sys.stderr)
-        return EXIT_OK
-
-    return asyncio.run(_drop())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,6 +38,7 @@ from bridge.options import (
     parse_duration,
     parse_size,
 )
+from bridge.shard import ShardOptions
 from bridge.sinks import SINKS
 from bridge.sources import SOURCES
 
@@ -97,6 +98,8 @@ class JournalOptions(Model):
 class LogOptions(Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+    # An info line this often saying how much flowed (events in, delivered per sink, backlog).
+    summary_every: Annotated[Duration, Field(ge=1)] = 300.0
 
 
 class BridgeConfig(Model):
@@ -108,6 +111,15 @@ class BridgeConfig(Model):
     sinks: list[SinkConfig] = Field(min_length=1)
     journal: JournalOptions = JournalOptions()
     log: LogOptions = LogOptions()
+    # Which hubs this instance runs when several share one config (bridge.shard, docs/scale.md).
+    shard: ShardOptions | None = None
+    # On SIGTERM (and for a hub or sink a reload replaces): how long queued readings and batches on their way get
+    # to be committed and delivered; what is left stays in the journal for the next start.
+    shutdown_timeout: Annotated[Duration, Field(gt=0, le=3600)] = 20.0
+    # A hub poll, a sink batch or a journal commit on its way for this long without finishing is wedged: under
+    # systemd's watchdog (WatchdogSec) the bridge then stops feeding it and is restarted. Waiting out an outage
+    # (backoff, holding) is not wedged. Keep it above every sink's send_timeout plus ack_timeout.
+    stall_timeout: Annotated[Duration, Field(gt=0)] = 900.0
     # Where the config came from; not a YAML key.
     source_file: Path | None = Field(default=None, exclude=True)
 
@@ -144,7 +156,9 @@ class BridgeConfig(Model):
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Keys whose value is a secret; each also accepts <key>_file.
-SECRET_KEYS = frozenset({"access_token", "token", "api_key", "secret", "webhook_secret", "password"})
+SECRET_KEYS = frozenset(
+    {"access_token", "token", "api_key", "secret", "previous_secret", "webhook_secret", "password", "client_secret"}
+)
 # Keys holding paths that are resolved against the config file's directory.
 PATH_KEYS = frozenset({"state_dir", "path", "ca_file"})
 

@@ -11,11 +11,16 @@ flight, with the same ids.
 While the sink fails, only one batch at a time probes it (the others wait behind the probe), so ``max_in_flight``
 never multiplies the load on a struggling destination. Logging is one line per change of state (failing,
 holding, delivering again), repeated at most every few minutes while it lasts, never one per attempt.
+
+Every batch read goes through the sink's filters (:mod:`bridge.filters`) first: filtered events are counted and
+settle like delivered ones. Besides the batches read from the journal, the loop sends events a minimum-interval
+window held back once it closes, and dead letters `hubbridge spool replay` sent back, with their original ids.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -26,7 +31,8 @@ import structlog
 
 from bridge.backoff import Backoff, RateLimitedLog
 from bridge.events import shorten
-from bridge.journal import Journal, Record
+from bridge.filters import FilterEngine, FilterState, Key, event_key
+from bridge.journal import FilterRow, Journal, Record
 from bridge.sinks.base import Delivered, DeliveryOptions, Hold, Outcome, Partial, Rejected, Retry, Sink, TooLarge
 
 log = structlog.get_logger("bridge.delivery")
@@ -37,16 +43,30 @@ LOG_EVERY = 300.0
 
 @dataclass(slots=True)
 class _Batch:
-    """A batch on its way: settled once every record is delivered or dead-lettered."""
+    """A batch on its way: settled once every record is delivered or dead-lettered.
+
+    ``upto`` is the journal seq the cursor may move to once it settles (records held by a filter window or
+    replayed are older than that). ``filtered`` counts the events of the read the filters skipped, ``state`` the
+    filter rows the read changed, ``replayed`` the replay rows it carries: all recorded when it settles.
+    """
 
     records: Sequence[Record]
+    upto: int
     done: bool = False
     delivered: int = 0
     dead: list[tuple[Record, str]] = field(default_factory=list)
+    filtered: int = 0
+    state: dict[Key, FilterState] = field(default_factory=dict)
+    replayed: list[int] = field(default_factory=list)
+    keys: frozenset[Key] = frozenset()
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def last_seq(self) -> int:
-        return self.records[-1].seq
+
+@dataclass(frozen=True, slots=True)
+class _GaveUp:
+    """Retried for longer than ``max_retry_time``: the part is dead-lettered with this reason."""
+
+    reason: str
 
 
 @dataclass(slots=True)
@@ -57,9 +77,18 @@ class SinkStatus:
     detail: str = ""
     delivered: int = 0
     dead_lettered: int = 0
+    # Events the sink's filters did not forward (settled like delivered ones, never dead-lettered).
+    filtered: int = 0
+    # Events in batches sent and not yet settled.
+    in_flight: int = 0
     last_success: float | None = None
     restarts: int = 0
     health: str = ""
+    retries: int = 0  # failed attempts (each is retried)
+    progress: float = field(default_factory=time.monotonic)  # when an attempt last finished (the watchdog reads it)
+    # (when settled, the JSON line of the batch's oldest event) per settled batch: bridge.metrics takes them for
+    # the delivery-latency histogram.
+    settled: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -67,6 +96,8 @@ class SinkStatus:
             "detail": self.detail,
             "delivered": self.delivered,
             "dead_lettered": self.dead_lettered,
+            "filtered": self.filtered,
+            "in_flight": self.in_flight,
             "last_success": self.last_success,
             "restarts": self.restarts,
             "health": self.health,
@@ -87,6 +118,7 @@ class Delivery:
         options: DeliveryOptions | None = None,
         *,
         status: SinkStatus | None = None,
+        filters: FilterEngine | None = None,
         **overrides: Any,
     ) -> None:
         self.sink = sink
@@ -103,6 +135,15 @@ class Delivery:
         self._failing_since: float | None = None
         self._recoveries = 0
         self._attempts = 0
+        self.filters = filters
+        self._replaying: set[int] = set()
+        self._next_replay_check = 0.0
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Take no new batch; :meth:`run` returns once those on their way are settled (the cursor moved over them)."""
+        self._stopping = True
+        self._finished.set()
 
     @property
     def lag(self) -> int:
@@ -112,28 +153,85 @@ class Delivery:
     async def run(self) -> None:
         pos = self.journal.cursor(self.sink.name)
         self.status.state, self.status.detail = "ok", ""  # a fresh loop: what the last one died of is past
+        if self.filters is not None and self.filters.stateful:
+            self.filters.load(_state_from_rows(await self.journal.filter_state(self.sink.name)))
         async with asyncio.TaskGroup() as tg:
             while True:
                 await self._settle()
+                if self._stopping:
+                    if not self._window:
+                        return
+                    self._finished.clear()
+                    if not self._window[0].done:
+                        await self._finished.wait()
+                    continue
                 if len(self._window) >= self.max_in_flight:
                     # Full: only the oldest batch finishing lets the cursor (and so the window) move.
                     self._finished.clear()
                     if not self._window[0].done:
                         await self._finished.wait()
                     continue
-                if not await self._wait_events(pos):
-                    continue
-                await self._fill(pos)
-                records = await self.journal.read(pos, self.options.max_events, self.options.max_bytes)
-                if not records:
-                    continue
-                batch = _Batch(records)
-                self._window.append(batch)
-                tg.create_task(self._run_batch(batch), name=f"sink[{self.sink.name}].batch")
-                pos = batch.last_seq
+                batch = await self._extra(pos)
+                if batch is None:
+                    if not await self._wait_events(pos):
+                        continue
+                    await self._fill(pos)
+                    records = await self.journal.read(pos, self.options.max_events, self.options.max_bytes)
+                    if not records:
+                        continue
+                    upto = records[-1].seq
+                    if self.filters is not None and self.filters.active:
+                        send, filtered, state = self.filters.decide(records)
+                        batch = _Batch(send, upto, filtered=filtered, state=state)
+                    else:
+                        batch = _Batch(records, upto)
+                    pos = upto
+                self._launch(batch, tg)
+
+    def _launch(self, batch: _Batch, tg: asyncio.TaskGroup) -> None:
+        self._window.append(batch)
+        if not batch.records:  # all filtered: settles with the next look at the window
+            batch.done = True
+            batch.finished.set()
+            return
+        if self.options.ordered_keys and self.max_in_flight > 1:
+            batch.keys = frozenset(event_key(json.loads(r.body)) for r in batch.records)
+        self.status.in_flight += len(batch.records)
+        tg.create_task(self._run_batch(batch), name=f"sink[{self.sink.name}].batch")
+
+    async def _extra(self, pos: int) -> _Batch | None:
+        """A batch of held events whose window closed, or of replayed dead letters; None when there is none."""
+        limit = self.options.max_events
+        if self.filters is not None and self.filters.stateful:
+            due = self.filters.next_due()
+            if due is not None and due <= self.filters.clock():
+                records, state = self.filters.due(limit)
+                if records:
+                    return _Batch(records, pos, state=state)
+        now = time.monotonic()
+        if now < self._next_replay_check:
+            return None
+        self._next_replay_check = now + self.options.replay_poll
+        rows = await self.journal.replays(self.sink.name, limit, self._replaying)
+        if not rows:
+            return None
+        self._replaying.update(n for n, _ in rows)
+        self._log.info("sending dead letters again (spool replay)", events=len(rows))
+        return _Batch([r for _, r in rows], pos, replayed=[n for n, _ in rows])
+
+    def _wake_in(self) -> float:
+        """Seconds until the loop must look again without news: a filter window closing, the next replay look."""
+        now = time.monotonic()
+        wait = max(0.0, self._next_replay_check - now)
+        if self.filters is not None and self.filters.stateful:
+            due = self.filters.next_due()
+            if due is not None:
+                wait = min(wait, max(0.0, due - self.filters.clock()))
+        return wait
 
     async def _wait_events(self, pos: int) -> bool:
-        """Wait until the journal has events after ``pos`` (True) or a batch on its way finished (False)."""
+        """Wait until the journal has events after ``pos`` (True), or a batch on its way finished or something
+        else is due (False)."""
         if self.journal.head > pos:
             return True
         self._finished.clear()
@@ -142,7 +240,7 @@ class Delivery:
         grew = asyncio.ensure_future(self.journal.wait_beyond(pos))
         finished = asyncio.ensure_future(self._finished.wait())
         try:
-            await asyncio.wait([grew, finished], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([grew, finished], return_when=asyncio.FIRST_COMPLETED, timeout=self._wake_in())
         finally:
             for task in (grew, finished):
                 if not task.done():
@@ -163,23 +261,48 @@ class Delivery:
 
     async def _settle(self) -> None:
         """Advance the cursor over the oldest batches that are completely settled, in order."""
-        last, dead, delivered = None, [], 0
+        last, dead, delivered, filtered = None, [], 0, 0
+        state: dict[Key, FilterState] = {}
+        replayed: list[int] = []
+        settled: list[_Batch] = []
         while self._window and self._window[0].done:
             batch = self._window.popleft()
-            last = batch.last_seq
+            settled.append(batch)
+            last = batch.upto
             dead.extend(batch.dead)
             delivered += batch.delivered
+            filtered += batch.filtered
+            state.update(batch.state)
+            replayed.extend(batch.replayed)
         if last is None:
             return
-        await self.journal.advance(self.sink.name, last, dead)
+        if state or replayed:
+            rows = _rows_from_state(state)
+            await self.journal.advance(self.sink.name, last, dead, filter_state=rows, replayed=replayed)
+        else:
+            await self.journal.advance(self.sink.name, last, dead)
+        self._replaying.difference_update(replayed)
         self.status.delivered += delivered
         self.status.dead_lettered += len(dead)
-        self.status.last_success = time.time()
+        self.status.filtered += filtered
+        self.status.last_success = now = time.time()
+        # Only batches that carried events say how late delivery was (an all-filtered one carried none).
+        self.status.settled.extend((now, b.records[0].body) for b in settled if b.records)
+        self.status.progress = time.monotonic()
 
     async def _run_batch(self, batch: _Batch) -> None:
         try:
+            if batch.keys:
+                # In order per device and attribute: wait for the earlier batches that hold the same ones.
+                for earlier in list(self._window):
+                    if earlier is batch:
+                        break
+                    if not earlier.done and earlier.keys & batch.keys:
+                        await earlier.finished.wait()
             await self._deliver(batch)
         finally:
+            self.status.in_flight -= len(batch.records)
+            batch.finished.set()
             self._finished.set()
 
     async def _deliver(self, batch: _Batch) -> None:
@@ -188,7 +311,10 @@ class Delivery:
         while queue:
             part = queue.popleft()
             outcome, part = await self._send_until_final(part, batch)
-            if isinstance(outcome, Delivered):
+            if isinstance(outcome, _GaveUp):
+                for record in part:
+                    self._dead(batch, record, outcome.reason)
+            elif isinstance(outcome, Delivered):
                 if outcome.ack is not None and not await self._confirmed(outcome.ack, part):
                     queue.appendleft(part)  # never confirmed: the same records again (same ids)
                     continue
@@ -246,13 +372,18 @@ class Delivery:
             )
         return bool(ok)
 
-    async def _send_until_final(self, part: Sequence[Record], batch: _Batch) -> tuple[Outcome, Sequence[Record]]:
+    async def _send_until_final(
+        self, part: Sequence[Record], batch: _Batch
+    ) -> tuple[Outcome | _GaveUp, Sequence[Record]]:
         """Send ``part`` until the outcome is final; returns it with the records it applies to.
 
         A partial acceptance counts its prefix as delivered and goes on with the rest. While the sink fails, sends
-        go one at a time through the probe lock, each after a backoff.
+        go one at a time through the probe lock, each after a backoff. With ``max_retry_time``, a part that keeps
+        failing transiently for longer is given up (a hold never is: the data is fine, the sink is not).
         """
         outcome: Outcome | None = None if self._failing_since is not None else await self._send_once(part)
+        started = time.monotonic()
+        limit = self.options.max_retry_time
         while True:
             if outcome is not None:
                 if isinstance(outcome, Partial) and 0 < outcome.accepted < len(part):
@@ -264,6 +395,9 @@ class Delivery:
                     self.status.state, self.status.detail = "ok", ""
                     return outcome, part
                 self._failed(outcome)
+                if limit is not None and not isinstance(outcome, Hold) and time.monotonic() - started >= limit:
+                    reason = shorten(getattr(outcome, "reason", "unknown"), 500)
+                    return _GaveUp(f"still failing after max_retry_time {limit:g}s: {reason}"), part
             generation = self._recoveries
             async with self._probe:
                 # Another batch's probe got through meanwhile: no reason to wait before trying this one.
@@ -278,8 +412,11 @@ class Delivery:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that lands just as
             # send() finishes, and the loop would then outlive the shutdown that cancelled it.
             async with asyncio.timeout(self.options.send_timeout):
-                return await self.sink.send(part)
+                outcome = await self.sink.send(part)
+            self.status.progress = time.monotonic()
+            return outcome
         except TimeoutError:
+            self.status.progress = time.monotonic()
             return Retry(f"no answer within {self.options.send_timeout:g}s")
         except Exception as exc:
             # A sink bug must not stop delivery for good, nor lose the batch: log it and retry.
@@ -290,6 +427,7 @@ class Delivery:
     def _failed(self, outcome: Outcome) -> None:
         now = time.monotonic()
         self._attempts += 1
+        self.status.retries += 1
         holding = isinstance(outcome, Hold)
         reason = shorten(getattr(outcome, "reason", "unknown"), 500)
         state = "holding" if holding else "retrying"
@@ -324,3 +462,23 @@ class Delivery:
         self._recoveries += 1
         self._backoff.reset()
         self.status.state, self.status.detail = "ok", ""
+
+
+def _state_from_rows(rows: list[FilterRow]) -> list[tuple[Key, FilterState]]:
+    return [
+        (key, FilterState(json.loads(fwd) if fwd is not None else None, fwd_time, pending, due))
+        for key, fwd, fwd_time, pending, due in rows
+    ]
+
+
+def _rows_from_state(state: dict[Key, FilterState]) -> list[FilterRow]:
+    return [
+        (
+            key,
+            json.dumps(st.forwarded) if st.forwarded is not None else None,
+            st.forwarded_time,
+            st.pending,
+            st.pending_due,
+        )
+        for key, st in state.items()
+    ]

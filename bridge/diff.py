@@ -143,6 +143,19 @@ class Differ:
             )
         return out
 
+    def seed(self, rows: Iterable[StateRow]) -> list[StateRow]:
+        """Take last-known values handed over from elsewhere (another instance ran the hub); returns them as stored.
+
+        A value replaces the one held here, but the change counter never goes back, so no id is given twice.
+        """
+        out = []
+        for row in rows:
+            entry = self._values.get(row.key)
+            seq = max(row.seq, entry[1] if entry is not None else 0)
+            self._values[row.key] = (row.value, seq, None)
+            out.append(StateRow(row.key, row.value, seq))
+        return out
+
     def refuse(self, diff: Diff, index: int) -> None:
         """Take back event ``index`` of ``diff`` before it is committed (it could not be encoded)."""
         key, before, after = diff.changes.pop(index)

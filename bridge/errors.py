@@ -76,12 +76,14 @@ class HubAuthError(HubError):
 class HubUnavailable(HubError):
     """The hub is unreachable, overloaded, or starting up. Back off and retry.
 
-    ``status`` is the HTTP status when the hub answered with one (a run of 5xx is a struggling hub).
+    ``status`` is the HTTP status when the hub answered with one (a run of 5xx is a struggling hub);
+    ``retry_after`` the seconds the server asked us to wait (a rate limit's ``Retry-After``), when it said.
     """
 
-    def __init__(self, hub: str, message: str, status: int | None = None) -> None:
+    def __init__(self, hub: str, message: str, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(hub, message)
         self.status = status
+        self.retry_after = retry_after
 
 
 class HubProtocolError(HubError):

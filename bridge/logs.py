@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -67,12 +68,40 @@ def truncate_values(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mu
     return event_dict
 
 
+# syslog priorities (sd-daemon(3)): journald reads a "<N>" prefix on each line written to it (SyslogLevelPrefix=).
+PRIORITIES = {"debug": 7, "info": 6, "warning": 4, "warn": 4, "error": 3, "exception": 3, "critical": 2}
+
+
+def on_journald(stream: TextIO) -> bool:
+    """Whether ``stream`` is the journal's stream socket: ``$JOURNAL_STREAM`` names its device and inode."""
+    expected = os.environ.get("JOURNAL_STREAM", "")
+    if not expected:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return expected == f"{st.st_dev}:{st.st_ino}"
+
+
+def with_priority(renderer: Any) -> Any:
+    """``renderer``, each line prefixed with its syslog priority, so `journalctl -p err` shows exactly errors."""
+
+    def render(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> str:
+        level = str(event_dict.get("level") or name).lower()
+        return f"<{PRIORITIES.get(level, 6)}>{renderer(logger, name, event_dict)}"
+
+    return render
+
+
 def setup_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     out = stream or sys.stderr
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=out.isatty()) if console else structlog.processors.JSONRenderer()
     )
+    if on_journald(out):
+        renderer = with_priority(renderer)
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[

@@ -240,6 +240,56 @@ class RetryOptions(Model):
         return v
 
 
+# --------------------------------------------------------------------------------------------------------
+# Filters (every sink's `filters:` section; applied by the delivery loop, see bridge.filters)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _names(value: Any) -> Any:
+    """One name or glob, or a list of them, as a list."""
+    if isinstance(value, str):
+        return [value]
+    return value
+
+
+Globs = Annotated[list[str], BeforeValidator(_names), Field(min_length=1)]
+
+
+class FilterRule(Model):
+    """Events this rule matches: every key given must match (a list means any of its globs); none given: all."""
+
+    hub: Globs | None = None
+    kind: Globs | None = None
+    # The device's id or its label (or name), as glob patterns: "176", "Kitchen *".
+    device: Globs | None = None
+    room: Globs | None = None
+    attribute: Globs | None = None
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be above 0")
+    return value
+
+
+class FilterOptions(Model):
+    """Which events a sink forwards. Filtered events are counted and skipped, never dead-lettered."""
+
+    # When given, only events matching at least one of these rules are forwarded.
+    include: list[FilterRule] = Field(default_factory=list)
+    # Events matching any of these are not forwarded (applied after include).
+    exclude: list[FilterRule] = Field(default_factory=list)
+    # attribute (or glob) -> the least change from the last value this sink forwarded that is forwarded.
+    deadband: dict[str, Annotated[float, AfterValidator(_positive)]] = Field(default_factory=dict)
+    # attribute (or glob) -> at most one event per device and attribute per this interval; the latest value
+    # of a window is forwarded when it closes.
+    min_interval: dict[str, Annotated[Duration, AfterValidator(_positive)]] = Field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.include or self.exclude or self.deadband or self.min_interval)
+
+
 class HubConfigBase(Model):
     """What every hub's config has: its name (``hub`` in every event) and its ``type`` (the registered family)."""
 
@@ -254,3 +304,5 @@ class SinkConfigBase(Model):
     type: str
     # The sink was called this before: it takes over that name's place in the journal, and with it the backlog.
     renamed_from: Name | None = None
+    # Which events this sink forwards (include/exclude, deadband, minimum interval): bridge.filters.
+    filters: FilterOptions = FilterOptions()

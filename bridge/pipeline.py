@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
 from bridge.backoff import RateLimitedLog
-from bridge.diff import Diff, Differ, StateKey
+from bridge.diff import Diff, Differ, StateKey, StateRow
 from bridge.errors import JournalError
 from bridge.events import Event, EventRefused, Reading, dumps, encode_event, shorten
 from bridge.journal import Encoded, EncodedRecent, EncodedState, Journal
@@ -34,6 +34,8 @@ class Pipeline:
         self.journal = journal
         self.differ = differ
         self.listeners: list[Listener] = []
+        # Called with every ingest's hub and readings once recorded (bridge.metrics counts what is received).
+        self.on_readings: Callable[[str, list[Reading]], None] | None = None
         self.ingested = 0
         self.refused = 0
         self._refusals = RateLimitedLog(log, window=300.0)
@@ -61,6 +63,9 @@ class Pipeline:
         in the same commit.
         """
         self.journal.check_room()
+        received: list[Reading] | None = None
+        if self.on_readings is not None:
+            readings = received = readings if isinstance(readings, list) else list(readings)
         diff = self.differ.diff(hub, hub_type, readings)
         recent: list[EncodedRecent] | None = [] if remember and diff.events else None
         encoded, rows = self._encode(hub, diff, recent)
@@ -76,6 +81,8 @@ class Pipeline:
         await asyncio.shield(future)
         if diff.waits:
             await self._wait_for(diff)
+        if self.on_readings is not None and received is not None:
+            self.on_readings(hub, received)
         if diff.events:
             self.ingested += len(diff.events)
             for listener in self.listeners:
@@ -84,6 +91,40 @@ class Pipeline:
                 except Exception:
                     log.exception("event listener failed")
         return diff.events
+
+    async def relay(self, events: Sequence[Event]) -> list[Event]:
+        """Durably record changes another bridge formed (a JetStream source), keeping their id, hub and time.
+
+        They are changes already, so there is no diff and no last-known value: each is only checked and encoded on
+        its own (one that cannot be stored is refused alone, as in :meth:`ingest`). Returns the events recorded,
+        once their commit is durable. Raises :class:`JournalFull` before anything is queued when there is no room,
+        and :class:`JournalError` when the commit failed (recording the same events again is safe: same ids).
+        """
+        self.journal.check_room()
+        encoded: list[Encoded] = []
+        kept: list[Event] = []
+        for ev in events:
+            try:
+                body, size = encode_event(ev)
+            except EventRefused as exc:
+                self._refuse(ev.hub, ev, str(exc))
+                continue
+            encoded.append((ev.id, body, size))
+            kept.append(ev)
+        await asyncio.shield(self.journal.submit(encoded, []))
+        if kept:
+            self.ingested += len(kept)
+            for listener in self.listeners:
+                try:
+                    listener(kept)
+                except Exception:
+                    log.exception("event listener failed")
+        return kept
+
+    async def seed(self, rows: Sequence[StateRow]) -> None:
+        """Durably take last-known values handed over by another instance (bridge.handover); no event is made."""
+        stored = self.differ.seed(rows)
+        await asyncio.shield(self.journal.submit([], [(r.key, dumps(r.value), r.seq) for r in stored]))
 
     def _encode(
         self, hub: str, diff: Diff, recent: list[EncodedRecent] | None = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,24 +23,29 @@ from bridge.backoff import Backoff, RateLimitedLog
 from bridge.config import BridgeConfig
 from bridge.delivery import Delivery, SinkStatus
 from bridge.errors import BridgeError
-from bridge.events import shorten
+from bridge.events import Event, shorten
+from bridge.filters import FilterEngine
+from bridge.handover import hand_over
 from bridge.journal import Journal, SinkSpec, StateDirLock, prepare_state_dir
+from bridge.metrics import Stats
 from bridge.options import HubConfigBase, SinkConfigBase
 from bridge.pipeline import Listener, Pipeline
-from bridge.server import Server
+from bridge.server import NOT_FOUND, Server
+from bridge.shard import owned, resolve
 from bridge.sinks import build_sink
 from bridge.sources import SOURCES
 from bridge.sources.runner import HubRunner, HubStatus
 
 log = structlog.get_logger("bridge.runtime")
 
-DRAIN_DEADLINE = 10.0
 # Restarts within this window count as a crash loop (shown on /healthz).
 CRASH_WINDOW = 600.0
 # The wait before a crashed component is replaced: capped exponential with jitter, never below the floor.
 RESTART_INITIAL = 1.0
 RESTART_MAX = 60.0
 RESTART_FLOOR = 0.5
+# How often /healthz's figures that need the journal (oldest undelivered event, device counts) are refreshed.
+STATS_EVERY = 1.0
 
 
 @dataclass(slots=True)
@@ -101,6 +106,7 @@ class HubSlot:
         self.pipeline = pipeline
         self.status = HubStatus()
         self.runner: HubRunner | None = None
+        self.task: asyncio.Task[None] | None = None
         self._stopping = False
 
     async def run_once(self) -> None:
@@ -133,9 +139,19 @@ class SinkSlot:
         self.status = SinkStatus()
         self.delivery: Delivery | None = None
         self.kind = cfg.type
+        self.task: asyncio.Task[None] | None = None
         self._first = True
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Finish the batches on their way (the cursor moves over them), take no new ones, then return."""
+        self._stopping = True
+        if self.delivery is not None:
+            self.delivery.stop()
 
     async def run_once(self) -> None:
+        if self._stopping:
+            return
         sink, options = build_sink(self.cfg)
         async with sink:
             health = await sink.health()
@@ -146,7 +162,10 @@ class SinkSlot:
                 else:
                     log.warning("sink not healthy; events wait in the journal", sink=sink.name, detail=health.detail)
             self._first = False
-            self.delivery = Delivery(sink, self.journal, options, status=self.status)
+            filters = FilterEngine(self.cfg.filters)
+            self.delivery = Delivery(sink, self.journal, options, status=self.status, filters=filters)
+            if self._stopping:
+                self.delivery.stop()
             await self.delivery.run()
 
     @property
@@ -157,8 +176,12 @@ class SinkSlot:
 class Runtime:
     """The whole bridge for one config. ``await run(stop)`` until ``stop`` is set."""
 
-    def __init__(self, config: BridgeConfig, on_events: Listener | None = None) -> None:
+    def __init__(
+        self, config: BridgeConfig, on_events: Listener | None = None, reload: asyncio.Event | None = None
+    ) -> None:
         self.config = config
+        # Set (by SIGHUP) to re-read the config file and apply what changed (bridge.reload).
+        self.reload_requested = reload
         self.on_events = on_events
         opts = config.journal
         self.journal = Journal(
@@ -174,6 +197,11 @@ class Runtime:
         self.sinks: dict[str, SinkSlot] = {}
         self.server: Server | None = None
         self.ready = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self.stats = Stats(self)
+        # Run as tasks once the bridge is running, cancelled when it starts stopping (bridge.service: the systemd
+        # notifier and watchdog, the periodic summary line).
+        self.services: list[Callable[[Runtime], Coroutine[Any, Any, None]]] = []
 
     @property
     def runners(self) -> dict[str, HubRunner]:
@@ -197,66 +225,146 @@ class Runtime:
     async def _run(self, stop: asyncio.Event) -> None:
         cfg = self.config
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg
             journal_task = tg.create_task(self.journal.run(), name="journal")
             pipeline = self.pipeline = await Pipeline.open(self.journal)
             if self.on_events is not None:
                 pipeline.listeners.append(self.on_events)
+            pipeline.on_readings = self.stats.on_readings
+            pipeline.listeners.append(self.stats.on_events)
+            pipeline.listeners.append(self._log_events)
             log.info(
                 "journal open", path=str(self.journal.path), head=self.journal.head, known_values=len(pipeline.differ)
             )
             await self.journal.register_sinks(
                 [SinkSpec(s.name, s.renamed_from) for s in cfg.sinks], keep_removed=cfg.journal.removed_sinks == "keep"
             )
+            await self.stats.load()
             for sink_cfg in cfg.sinks:
-                self.sinks[sink_cfg.name] = SinkSlot(sink_cfg, self.journal)
-            sink_tasks = [
-                tg.create_task(supervise(f"sink:{n}", s.run_once, s.status), name=f"sink[{n}]")
-                for n, s in self.sinks.items()
-            ]
-            self.server = Server(cfg.listen_host, cfg.listen_port, self.health)
-            for hub_cfg in cfg.hubs:
-                slot = self.hubs[hub_cfg.name] = HubSlot(hub_cfg, pipeline)
-                for route in slot.source_cls.routes(hub_cfg):
-                    self.server.add_route(route.method, route.path, functools.partial(slot.handle, route.name))
+                self.start_sink(sink_cfg)
+            self.server = Server(cfg.listen_host, cfg.listen_port, self.health, self.stats.metrics)
+            shard = resolve(cfg.shard)
+            hubs = owned(cfg.hubs, shard)
+            if shard is not None:
+                log.info("sharded", shard=str(shard), origin=shard.origin, hubs=len(hubs))
+            for hub_cfg in hubs:
+                self.mount_routes(hub_cfg)
             try:
                 await self.server.start()
             except BridgeError:
                 journal_task.cancel()
-                for task in sink_tasks:
-                    task.cancel()
+                for slot in self.sinks.values():
+                    assert slot.task is not None
+                    slot.task.cancel()
                 raise
-            hub_tasks = [
-                tg.create_task(supervise(f"hub:{n}", s.run_once, s.status), name=f"hub[{n}]")
-                for n, s in self.hubs.items()
-            ]
+            # A hub that moved to this shard takes its last-known values over from the stream first (docs/scale.md).
+            await hand_over(pipeline, hubs, cfg.sinks, shard)
+            for hub_cfg in hubs:
+                self.start_hub(hub_cfg)
             self.ready.set()
             log.info("bridge running", hubs=len(self.hubs), sinks=len(self.sinks))
-            await stop.wait()
+            services = [tg.create_task(svc(self), name=f"service[{svc.__name__}]") for svc in self.services]
+            services.append(tg.create_task(self._refresh_stats(), name="stats"))
+            await self._serve(stop)
             log.info("stopping")
+            for task in services:
+                task.cancel()
             await self.server.stop()
-            await self._stop_hubs(hub_tasks)
-            await self._drain()
+            deadline = time.monotonic() + cfg.shutdown_timeout
+            await self._stop_hubs([s.task for s in self.hubs.values() if s.task is not None], deadline)
+            await self._drain(deadline)
+            sink_tasks = [s.task for s in self.sinks.values() if s.task is not None]
             for task in sink_tasks:
                 task.cancel()
             await asyncio.gather(*sink_tasks, return_exceptions=True)
+            await self.stats.save()
             await self.journal.close()
 
-    async def _stop_hubs(self, tasks: list[asyncio.Task[None]]) -> None:
+    def _log_events(self, events: list[Event]) -> None:
+        """At ``log.level: debug``, one line per committed event (what changed, from where)."""
+        if self.config.log.level != "debug":
+            return
+        for ev in events:
+            log.debug(
+                "event",
+                hub=ev.hub,
+                kind=ev.kind,
+                device_id=ev.device_id,
+                device=ev.device,
+                attribute=ev.attribute,
+                value=ev.value,
+                previous=ev.previous,
+                source=ev.source,
+                id=ev.id,
+            )
+
+    async def _refresh_stats(self) -> None:
+        while True:
+            await self.stats.refresh()
+            await asyncio.sleep(STATS_EVERY)
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        """Wait for ``stop``, applying a new config whenever a reload is requested meanwhile."""
+        from bridge.reload import reload_from_file
+
+        requested = self.reload_requested
+        while not stop.is_set():
+            if requested is None:
+                await stop.wait()
+                return
+            waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(requested.wait())]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if requested.is_set() and not stop.is_set():
+                requested.clear()
+                await reload_from_file(self)
+
+    # ------------------------------------------------------------------ components (also used by reload)
+
+    def start_sink(self, sink_cfg: SinkConfigBase) -> SinkSlot:
+        assert self._tg is not None
+        slot = self.sinks[sink_cfg.name] = SinkSlot(sink_cfg, self.journal)
+        n = sink_cfg.name
+        slot.task = self._tg.create_task(supervise(f"sink:{n}", slot.run_once, slot.status), name=f"sink[{n}]")
+        return slot
+
+    def start_hub(self, hub_cfg: HubConfigBase) -> HubSlot:
+        assert self._tg is not None and self.pipeline is not None
+        slot = self.hubs[hub_cfg.name] = HubSlot(hub_cfg, self.pipeline)
+        n = hub_cfg.name
+        slot.task = self._tg.create_task(supervise(f"hub:{n}", slot.run_once, slot.status), name=f"hub[{n}]")
+        return slot
+
+    def mount_routes(self, hub_cfg: HubConfigBase) -> None:
+        """Mount a hub's routes; a request finds the hub's slot of the moment by name (a reload may replace it)."""
+        assert self.server is not None
+        for route in SOURCES[hub_cfg.type].routes(hub_cfg):
+            self.server.add_route(route.method, route.path, functools.partial(self._handle, hub_cfg.name, route.name))
+
+    async def _handle(self, hub: str, route: str, request: web.Request) -> web.StreamResponse:
+        slot = self.hubs.get(hub)
+        if slot is None:  # removed by a reload: the same 404 as any unknown path
+            return web.Response(status=404, text=NOT_FOUND)
+        return await slot.handle(route, request)
+
+    async def _stop_hubs(self, tasks: list[asyncio.Task[None]], deadline: float) -> None:
         """Stop streams and polls, and commit what they queued, within the drain deadline."""
         for slot in self.hubs.values():
             slot.stop()
         if not tasks:
             return
-        _, pending = await asyncio.wait(tasks, timeout=DRAIN_DEADLINE)
+        _, pending = await asyncio.wait(tasks, timeout=max(0.1, deadline - time.monotonic()))
         for task in pending:
             task.cancel()
         if pending:
             log.warning("hubs did not finish committing what they had queued within the deadline", hubs=len(pending))
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _drain(self) -> None:
+    async def _drain(self, deadline: float) -> None:
         """Give sinks a bounded time to deliver what is journalled; what is left is delivered next start."""
-        deadline = time.monotonic() + DRAIN_DEADLINE
         while time.monotonic() < deadline:
             if all(s.lag == 0 or s.status.state != "ok" for s in self.sinks.values()):
                 return
@@ -267,15 +375,57 @@ class Runtime:
         )
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        hubs = {name: slot.status.as_dict() for name, slot in self.hubs.items()}
-        sinks = {
-            name: {**slot.status.as_dict(), "kind": slot.kind, "lag": slot.lag} for name, slot in self.sinks.items()
-        }
+        """/healthz: every hub and sink with its state; ok (200) only while all are ok, else degraded (503)."""
+        stats = self.stats
+        stats.count()
+        problems: list[str] = []
+        hubs: dict[str, Any] = {}
+        for name, hub_slot in self.hubs.items():
+            hst = hub_slot.status
+            streams = hst.streams
+            hubs[name] = {
+                **hst.as_dict(),
+                "streams_connected": sorted(k for k, v in streams.items() if v.get("up")),
+                "last_event": stats.last_event.get(name),
+                "devices": stats.devices.get(name, 0),
+                "crash_loop": stats.crash_loop(f"hub:{name}"),
+            }
+            if hst.state != "ok":
+                problems.append(f"hub {name} is {hst.state}" + (f": {hst.detail}" if hst.detail else ""))
+            elif hubs[name]["crash_loop"]:
+                problems.append(f"hub {name} keeps crashing ({hst.restarts} restarts)")
+        sinks: dict[str, Any] = {}
+        for name, sink in self.sinks.items():
+            st = sink.status
+            totals = stats.totals.get(name, {})
+            sinks[name] = {
+                **st.as_dict(),
+                "kind": sink.kind,
+                "lag": sink.lag,
+                "backlog": sink.lag,
+                "oldest_undelivered_age": stats.oldest.get(name),
+                "in_flight": st.in_flight,
+                "retries": st.retries,
+                "delivered_total": totals.get("delivered", 0),
+                "dead_lettered_total": totals.get("dead_lettered", 0),
+                "filtered_total": totals.get("filtered", 0),
+                "crash_loop": stats.crash_loop(f"sink:{name}"),
+            }
+            if st.state != "ok":
+                problems.append(f"sink {name} is {st.state}" + (f": {st.detail}" if st.detail else ""))
+            elif sinks[name]["crash_loop"]:
+                problems.append(f"sink {name} keeps crashing ({st.restarts} restarts)")
+            if stats.recent_dead_letter(name):
+                problems.append(f"sink {name} dead-lettered events in the last hour (hubbridge spool dead-letters)")
         disk = self.journal.disk
-        ok = all(s["state"] == "ok" for s in sinks.values()) and all(h["state"] == "ok" for h in hubs.values())
-        ok = ok and not self.journal.full
+        if self.journal.full:
+            problems.append("the journal is full: hubs hold until the sinks catch up")
+        ok = not problems
         return ok, {
             "status": "ok" if ok else "degraded",
+            "problems": problems,
+            "uptime": round(time.time() - stats.started, 1),
+            "events_emitted": sum(stats.emitted.values()),
             "hubs": hubs,
             "sinks": sinks,
             "journal": {

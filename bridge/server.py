@@ -101,20 +101,43 @@ class _RequestLog:
 
 
 class Server:
-    def __init__(self, host: str, port: int, health: Callable[[], tuple[bool, dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        health: Callable[[], tuple[bool, dict[str, Any]]],
+        metrics: Callable[[], bytes] | None = None,
+    ) -> None:
         self.host, self.port = host, port
         self.health = health
+        self.metrics = metrics
         self._runner: web.AppRunner | None = None
         self._rate = RateLimitedLog(log, window=60.0)
         # Each route is wrapped in the guard when it is mounted, not by a middleware: a middleware chain costs every
         # request more than the guard itself.
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_get("/healthz", self._guarded(self._healthz))
+        if metrics is not None:
+            app.router.add_get("/metrics", self._guarded(self._metrics))
         self.app = app
+        # Routes mounted after start (a hub a reload added): aiohttp's router is frozen by then, so the catch-all
+        # route looks them up.
+        self._late: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._mounted: set[tuple[str, str]] = set()
 
     def add_route(self, method: str, path: str, handler: Handler) -> None:
-        """Mount a source's route (before :meth:`start`)."""
-        self.app.router.add_route(method, path, self._guarded(handler))
+        """Mount a source's route (once per method and path; a second mount of the same one is ignored)."""
+        if (method, path) in self._mounted:
+            return
+        self._mounted.add((method, path))
+        if self._runner is None:
+            self.app.router.add_route(method, path, self._guarded(handler))
+            return
+        pattern = "".join(
+            f"(?P<{part[1:-1]}>[^/]+)" if part.startswith("{") else re.escape(part)
+            for part in re.split(r"(\{[A-Za-z_]+\})", path)
+        )
+        self._late.append((method, re.compile(f"^{pattern}$"), handler))
 
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
@@ -170,9 +193,18 @@ class Server:
                 log.exception("request handler failed", path=_route_of(request))
             return web.Response(status=500, text="internal error")
 
-    @staticmethod
-    async def _not_found(request: web.Request) -> web.Response:
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        for method, pattern, handler in self._late:
+            m = pattern.match(request.path)
+            if m is not None and method == request.method:
+                request.match_info.update(m.groupdict())
+                return await self._guard(request, handler)
         return web.Response(status=404, text=NOT_FOUND)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        # Prometheus text format 0.0.4 (prometheus-client renders it).
+        return web.Response(body=self.metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _healthz(self, request: web.Request) -> web.Response:
         ok, body = self.health()

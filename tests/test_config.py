@@ -316,8 +316,16 @@ def test_unsupported_hub_type(tmp_path: Path) -> None:
     """An unknown hub type names the types there are."""
     text = EXAMPLE.replace("type: hubitat", "type: smartthings")
     path = write(tmp_path, text)
+    # With more than one hub type the union's error sits on the hub entry (the line right above `type:`).
     assert_points_at(
-        load_error(path), path, line_of(text, "type: smartthings"), "hubs[0].type", "'hubitat'", "'smartthings'"
+        load_error(path),
+        path,
+        line_of(text, "type: smartthings") - 1,
+        "hubs[0]",
+        "unsupported type 'smartthings'",
+        "'hubitat'",
+        "'homey'",
+        "'nats'",
     )
 
 
@@ -667,7 +675,7 @@ def test_the_shipped_example_config_loads(tmp_path: Path) -> None:
     text = (Path(__file__).resolve().parent.parent / "config.example.yaml").read_text(encoding="utf-8")
     for name in ("hubitat-token", "splunk-token"):
         (tmp_path / name).write_text("secret-from-a-file\n", encoding="utf-8")
-        text = text.replace(f"/run/credentials/hubbridge.service/{name}", str(tmp_path / name))
     path = write(tmp_path, text)
-    cfg = load_config(path, env={})
+    # The secrets are systemd credentials: ${CREDENTIALS_DIRECTORY}/<name>, as `check --credentials DIR` sets it.
+    cfg = load_config(path, env={"CREDENTIALS_DIRECTORY": str(tmp_path)})
     assert [h.name for h in cfg.hubs] == ["house"] and [s.name for s in cfg.sinks] == ["splunk", "archive"]

@@ -46,6 +46,19 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 CREATE INDEX IF NOT EXISTS dead_letters_sink ON dead_letters (sink, n);
 CREATE INDEX IF NOT EXISTS dead_letters_time ON dead_letters (time);
+-- What a sink's filters remember per attribute (bridge.filters), moved with its cursor; and dead letters sent
+-- back into delivery by `hubbridge spool replay`. Both new in this release: CREATE IF NOT EXISTS adds them to an
+-- older journal without a migration, and an older release ignores them.
+CREATE TABLE IF NOT EXISTS filter_state (
+    sink TEXT NOT NULL, hub TEXT NOT NULL, kind TEXT NOT NULL, device_id TEXT NOT NULL, attribute TEXT NOT NULL,
+    forwarded TEXT, forwarded_time REAL, pending_seq INTEGER, pending_id TEXT, pending_body TEXT, pending_due REAL,
+    PRIMARY KEY (sink, hub, kind, device_id, attribute)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS replays (
+    n INTEGER PRIMARY KEY, sink TEXT NOT NULL, seq INTEGER NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS replays_sink ON replays (sink, n);
 CREATE TABLE IF NOT EXISTS hub_meta (hub TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (hub, key)) WITHOUT ROWID;
 """

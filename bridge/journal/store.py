@@ -91,6 +91,11 @@ class Recent(NamedTuple):
     time: float
 
 
+# What a sink's filters remember about one (hub, kind, device_id, attribute): the last forwarded value (JSON text),
+# its time, the event held back inside a minimum-interval window and when that window closes (bridge.filters).
+FilterRow = tuple[tuple[str, str, str, str], str | None, float | None, Record | None, float | None]
+
+
 @dataclass(slots=True, frozen=True)
 class DeadLetter:
     sink: str
@@ -160,6 +165,9 @@ class Journal:
         self._db: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._pending: list[_Append] = []
+        # time.monotonic() while a commit is on the disk (the service watchdog reads it: a commit that never
+        # returns, a hung disk, is a wedged bridge).
+        self.commit_started: float | None = None
         self._wake = asyncio.Event()
         self._grew: asyncio.Future[None] | None = None
         self._room = asyncio.Event()
@@ -440,6 +448,7 @@ class Journal:
             nbytes += item.nbytes
         batch, self._pending = self._pending[:n], self._pending[n:]
         work = asyncio.get_running_loop().run_in_executor(self._thread, self._commit_sync, batch)
+        self.commit_started = time.monotonic()
         try:
             outcome: tuple[int, int, DiskUse] | BaseException = await asyncio.shield(work)
         except asyncio.CancelledError:
@@ -448,6 +457,8 @@ class Journal:
             raise
         except Exception as exc:
             outcome = exc
+        finally:
+            self.commit_started = None
         self._resolve(batch, outcome)
 
     def _resolve(self, batch: list[_Append], outcome: tuple[int, int, DiskUse] | BaseException) -> None:
@@ -586,7 +597,8 @@ class Journal:
                     if spec.name not in cursors and old and old in cursors and old not in names:
                         seq = cursors.pop(old)
                         db.execute("UPDATE cursors SET sink = ? WHERE sink = ?", (spec.name, old))
-                        db.execute("UPDATE dead_letters SET sink = ? WHERE sink = ?", (spec.name, old))
+                        for table in ("dead_letters", "filter_state", "replays"):
+                            db.execute(f"UPDATE {table} SET sink = ? WHERE sink = ?", (spec.name, old))
                         cursors[spec.name] = seq
                         notes.append(("renamed", f"{old} -> {spec.name}", self._head - seq))
                 for sink in list(cursors):
@@ -596,7 +608,8 @@ class Journal:
                     if keep_removed:
                         notes.append(("kept", sink, backlog))
                         continue
-                    db.execute("DELETE FROM cursors WHERE sink = ?", (sink,))
+                    for table in ("cursors", "filter_state", "replays"):
+                        db.execute(f"DELETE FROM {table} WHERE sink = ?", (sink,))
                     del cursors[sink]
                     notes.append(("dropped", sink, backlog))
                 for spec in specs:
@@ -640,7 +653,8 @@ class Journal:
             if seq is None:
                 return -1
             with self._transaction(f"cannot drop the cursor of sink {sink}") as db:
-                db.execute("DELETE FROM cursors WHERE sink = ?", (sink,))
+                for table in ("cursors", "filter_state", "replays"):
+                    db.execute(f"DELETE FROM {table} WHERE sink = ?", (sink,))
             del self._cursors[sink]
             return self._head - seq
 
@@ -655,15 +669,26 @@ class Journal:
     def cursors(self) -> dict[str, int]:
         return dict(self._cursors)
 
-    async def advance(self, sink: str, seq: int, dead: Iterable[tuple[Record, str]] = ()) -> None:
+    async def advance(
+        self,
+        sink: str,
+        seq: int,
+        dead: Iterable[tuple[Record, str]] = (),
+        *,
+        filter_state: Iterable[FilterRow] = (),
+        replayed: Iterable[int] = (),
+    ) -> None:
         """Durably move ``sink``'s cursor to ``seq`` (everything up to it is delivered or dead-lettered).
 
         ``dead`` are events at or below ``seq`` that the sink can never deliver, each with its reason; they
-        are recorded in the same transaction, so a crash never loses one nor records it twice.
+        are recorded in the same transaction, so a crash never loses one nor records it twice. So are the sink's
+        filter state as of ``seq`` (rows with nothing left to remember are deleted) and the replays now settled.
         """
         now = time.time()
         rows = [(sink, r.seq, r.id, r.body, reason, now) for r, reason in dead]
-        if seq <= self._cursors.get(sink, 0) and not rows:
+        states = list(filter_state)
+        done = [(n,) for n in replayed]
+        if seq <= self._cursors.get(sink, 0) and not rows and not states and not done:
             return
         seq = max(seq, self._cursors.get(sink, 0))
 
@@ -675,6 +700,21 @@ class Journal:
                         "INSERT INTO dead_letters (sink, seq, id, body, reason, time) VALUES (?, ?, ?, ?, ?, ?)", rows
                     )
                     self._purge_dead_letters(db, by_age=False)
+                if done:
+                    db.executemany("DELETE FROM replays WHERE n = ?", done)
+                for key, forwarded, forwarded_time, pending, due in states:
+                    if forwarded is None and forwarded_time is None and pending is None:
+                        db.execute(
+                            "DELETE FROM filter_state "
+                            "WHERE sink = ? AND hub = ? AND kind = ? AND device_id = ? AND attribute = ?",
+                            (sink, *key),
+                        )
+                        continue
+                    held = (pending.seq, pending.id, pending.body) if pending is not None else (None, None, None)
+                    db.execute(
+                        "INSERT OR REPLACE INTO filter_state VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (sink, *key, forwarded, forwarded_time, *held, due),
+                    )
                 db.execute("INSERT OR REPLACE INTO cursors VALUES (?, ?)", (sink, seq))
 
         await self._call(_advance)
@@ -780,6 +820,36 @@ class Journal:
                 args = (sink,)
             sql += " ORDER BY n DESC LIMIT ?"
             return [DeadLetter(*row) for row in self.db.execute(sql, (*args, limit))]
+
+        return await self._call(_list)
+
+    # ---------------------------------------------------------------- filter state and replays (one sink each)
+
+    async def filter_state(self, sink: str) -> list[FilterRow]:
+        """What ``sink``'s filters remembered when its cursor last moved."""
+
+        def _load() -> list[FilterRow]:
+            out: list[FilterRow] = []
+            for h, k, d, a, fwd, fwd_time, p_seq, p_id, p_body, due in self.db.execute(
+                "SELECT hub, kind, device_id, attribute, forwarded, forwarded_time, pending_seq, pending_id, "
+                "pending_body, pending_due FROM filter_state WHERE sink = ?",
+                (sink,),
+            ):
+                pending = Record(p_seq, p_id, p_body) if p_body is not None else None
+                out.append(((h, k, d, a), fwd, fwd_time, pending, due))
+            return out
+
+        return await self._call(_load)
+
+    async def replays(self, sink: str, limit: int, skip: Iterable[int] = ()) -> list[tuple[int, Record]]:
+        """Dead letters of ``sink`` that `hubbridge spool replay` sent back into delivery, oldest first."""
+        skipped = set(skip)
+
+        def _list() -> list[tuple[int, Record]]:
+            rows = self.db.execute(
+                "SELECT n, seq, id, body FROM replays WHERE sink = ? ORDER BY n LIMIT ?", (sink, limit + len(skipped))
+            )
+            return [(n, Record(seq, id_, body)) for n, seq, id_, body in rows if n not in skipped][:limit]
 
         return await self._call(_list)
 

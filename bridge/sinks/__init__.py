@@ -5,13 +5,19 @@ from typing import Any
 from bridge.options import SinkConfigBase
 from bridge.sinks.base import DeliveryOptions, Sink
 from bridge.sinks.file import FileSink
+from bridge.sinks.mqtt import MqttSink
+from bridge.sinks.nats import NatsSink
 from bridge.sinks.splunk_hec import SplunkHecSink
+from bridge.sinks.webhook import WebhookSink
 
 SINKS: dict[str, type[Sink]] = {
     sink.type_name: sink
     for sink in (
         FileSink,
+        MqttSink,
+        NatsSink,
         SplunkHecSink,
+        WebhookSink,
     )
 }
 

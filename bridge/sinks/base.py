@@ -103,6 +103,13 @@ class DeliveryOptions:
     send_timeout: float = 120.0
     # How long a Delivered(ack=...) may wait for its acknowledgement before the batch is sent again.
     ack_timeout: float = 300.0
+    # How long a batch may keep failing transiently (Retry) before its events are dead-lettered; None: for ever.
+    max_retry_time: float | None = None
+    # With max_in_flight > 1: a batch waits for earlier ones holding the same device and attribute, so those
+    # events arrive in order even when an earlier request is retried.
+    ordered_keys: bool = False
+    # How often the loop looks for dead letters `hubbridge spool replay` sent back (another process wrote them).
+    replay_poll: float = 2.0
 
 
 class Sink(abc.ABC):

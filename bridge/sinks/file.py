@@ -54,9 +54,10 @@ class FileSink(Sink):
         self._lock = asyncio.Lock()
         self._open_error: str | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"file-{config.name}")
-        # The write on the thread now, and the last seq the file holds (both survive a send that timed out).
+        # The write on the thread now, and the seqs of the last completed write (both survive a send that timed
+        # out). A set, not "up to seq": events held by a filter window or replayed come after higher seqs.
         self._writing: asyncio.Future[None] | None = None
-        self._written_upto = 0
+        self._written: frozenset[int] = frozenset()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
@@ -134,12 +135,12 @@ class FileSink(Sink):
                 # The write of an attempt that timed out is still on the thread: let it finish first.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(previous)
-            todo = [r for r in batch if r.seq > self._written_upto]
+            todo = [r for r in batch if r.seq not in self._written]
             if not todo:
                 return Delivered()
             data = "".join([r.body + "\n" for r in todo]).encode("utf-8")
             self._writing = write = asyncio.get_running_loop().run_in_executor(
-                self._thread, self._write, data, todo[-1].seq
+                self._thread, self._write, data, frozenset(r.seq for r in todo)
             )
             try:
                 await asyncio.shield(write)
@@ -148,7 +149,7 @@ class FileSink(Sink):
                 return Retry(f"cannot write {self.path}: {exc.strerror or exc}")
         return Delivered()
 
-    def _write(self, data: bytes, last_seq: int) -> None:
+    def _write(self, data: bytes, seqs: frozenset[int]) -> None:
         if self._fh is None:
             self._open()
         if self._size and self._size + len(data) > self.config.rotate_bytes:
@@ -166,7 +167,7 @@ class FileSink(Sink):
             fh.close()
             raise
         self._size += len(data)
-        self._written_upto = last_seq
+        self._written = seqs
 
     def _rotate(self) -> None:
         assert self._fh is not None

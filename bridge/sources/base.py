@@ -13,6 +13,7 @@ import abc
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, Self
 
 from aiohttp import web
@@ -44,6 +45,7 @@ class HubContext(Protocol):
     name: str
     log: Any
     rate_log: RateLimitedLog
+    state_dir: Path  # the bridge's state_dir (where a source keeps a stored login)
 
     async def push(
         self,
@@ -63,12 +65,24 @@ class HubContext(Protocol):
         """
         ...
 
+    async def relay(self, events: Sequence[Event]) -> list[Event]:
+        """Record changes formed by another bridge as they are (id, hub, time kept); returns after the commit.
+
+        Waits while the journal is full (nothing is lost, the caller just does not acknowledge yet). Raises
+        :class:`~bridge.errors.JournalError` when the journal cannot write; recording them again is safe.
+        """
+        ...
+
     def reconcile(self, why: str) -> None:
         """Ask for a reconciliation poll soon (a stream connected, the hub restarted)."""
         ...
 
     def stream_state(self, stream: str, up: bool, detail: str = "") -> None:
         """Report a push stream's state, for /healthz and for choosing the poll interval."""
+        ...
+
+    def show(self, key: str, value: Any) -> None:
+        """Show ``key: value`` in this hub's /healthz entry (the address in use...)."""
         ...
 
     async def get_meta(self, key: str) -> Any:
@@ -135,6 +149,13 @@ class Source(abc.ABC):
         """Whether the journal keeps a short durable record of what it recorded (read back with ``hub.recent``)."""
         return False
 
+    async def health(self) -> list[Reading]:
+        """The hub's own health now as ``kind: hub`` readings (run every :attr:`health_interval`, if set).
+
+        Raises HubError subclasses; the runner backs off. Never shares the poll's request budget.
+        """
+        return []
+
     @classmethod
     def routes(cls, cfg: HubConfigBase) -> list[Route]:
         """Routes this hub answers on the listener (mounted before the source runs, so fixed by the config)."""
@@ -148,3 +169,5 @@ class Source(abc.ABC):
     poll_interval: float = 300.0
     reconcile_interval: float = 900.0
     backoff_max: float = 300.0
+    # None: the source reads no hub health; else the runner calls :meth:`health` this often, in its own task.
+    health_interval: float | None = None

@@ -1,5 +1,8 @@
 """What every hub needs, whatever its family: the runner that drives one :class:`~bridge.sources.base.Source`.
 
+* **Health**: when the source reads hub health, its own loop (its own task, interval and backoff; never the poll's
+  request budget), jittered, never faster than ``health_interval`` even while the hub fails, and never while
+  nothing can be recorded.
 * **Polls**: one at a time (a single loop), jittered, every ``poll_interval`` while no push stream is healthy and
   every ``reconcile_interval`` while one is, at once when a stream (re)connects or the hub restarted, but never
   closer together than :attr:`HubRunner.min_gap`; capped full-jitter backoff while the hub fails.
@@ -28,7 +31,7 @@ import structlog
 from aiohttp import web
 
 from bridge.backoff import Backoff, RateLimitedLog
-from bridge.errors import HubAuthError, HubError, JournalError, JournalFull
+from bridge.errors import HubAuthError, HubError, HubUnavailable, JournalError, JournalFull
 from bridge.events import Event, Reading, SourceName, shorten
 from bridge.journal import Recent
 from bridge.options import HubConfigBase
@@ -61,10 +64,15 @@ class HubStatus:
     last_poll: float | None = None
     pushed: int = 0  # readings the push streams handed over
     restarts: int = 0
+    health_rounds: int = 0  # hub health rounds that answered
+    health_detail: str = ""  # why the last health round failed ("" when it answered)
     streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    poll_started: float | None = None  # time.monotonic() while a poll is on its way (the watchdog reads it)
+    info: dict[str, Any] = field(default_factory=dict)  # what the source shows (the address in use...)
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            **self.info,
             "state": self.state,
             "detail": self.detail,
             "polls": self.polls,
@@ -72,6 +80,8 @@ class HubStatus:
             "pushed": self.pushed,
             "restarts": self.restarts,
             "streams": self.streams,
+            "health_rounds": self.health_rounds,
+            "health_detail": self.health_detail,
         }
 
 
@@ -98,12 +108,14 @@ class HubRunner:
         self.source_cls = source_cls
         self.pipeline = pipeline
         self.journal = pipeline.journal
+        self.state_dir = pipeline.journal.path.parent
         self.status = status
         self.log = log.bind(hub=cfg.name)
         self.rate_log = RateLimitedLog(self.log)
         self.source: Source | None = None
         self.min_gap = MIN_RECONCILE_GAP
         self._reconcile = asyncio.Event()
+        self._health_now = asyncio.Event()
         self._last_poll = -math.inf
         self._online: bool | None = None
         self._queue: deque[_Item] = deque()
@@ -132,6 +144,8 @@ class HubRunner:
                 async with asyncio.TaskGroup() as tg:
                     ingest = tg.create_task(self._ingest_loop(), name=f"hub[{self.name}].ingest")
                     producers = [tg.create_task(self._poll_loop(), name=f"hub[{self.name}].poll")]
+                    if src.health_interval is not None:
+                        producers.append(tg.create_task(self._health_loop(), name=f"hub[{self.name}].health"))
                     for stream, run in src.streams().items():
                         producers.append(tg.create_task(run(), name=f"hub[{self.name}].{stream}"))
                     await self._stopping.wait()
@@ -142,6 +156,7 @@ class HubRunner:
                     ingest.cancel()
             finally:
                 self.source = None
+                self.status.poll_started = None
                 for item in self._queue:
                     if item.future is not None and not item.future.done():
                         item.future.set_exception(
@@ -188,6 +203,13 @@ class HubRunner:
         self._work.set()
         return future
 
+    async def relay(self, events: Sequence[Event]) -> list[Event]:
+        while True:
+            try:
+                return await self.pipeline.relay(events)
+            except JournalFull:
+                await self._hold_for_room()
+
     def reconcile(self, why: str) -> None:
         if not self._reconcile.is_set():
             self.log.debug("reconciliation poll requested", why=why)
@@ -195,6 +217,9 @@ class HubRunner:
 
     def stream_state(self, stream: str, up: bool, detail: str = "") -> None:
         self.status.streams[stream] = {"up": up, "detail": detail}
+
+    def show(self, key: str, value: Any) -> None:
+        self.status.info[key] = value
 
     async def get_meta(self, key: str) -> Any:
         return await self.journal.get_meta(self.name, key)
@@ -223,6 +248,7 @@ class HubRunner:
             # it catches up with what changed while the bridge was down.
             source: SourceName = "reconcile" if (src.reconciles or first) else "poll"
             self.polling = True
+            self.status.poll_started = time.monotonic()
             try:
                 readings = await src.poll(source)
                 await self._pushed_first()
@@ -232,11 +258,14 @@ class HubRunner:
                 )
             except JournalFull:
                 self.polling = False
+                self.status.poll_started = None
                 delay = 0.0
                 continue
             except (HubError, JournalError) as exc:
                 self.polling = False
-                wait = backoff.next()
+                self.status.poll_started = None
+                # A rate limit's Retry-After (the cloud relay's 429) is honoured when longer than the backoff.
+                wait = backoff.next(exc.retry_after if isinstance(exc, HubUnavailable) else None)
                 await self._poll_failed(exc, wait)
                 # While backing off, reconnects and hub restarts must not bring extra polls.
                 await asyncio.sleep(wait)
@@ -246,6 +275,7 @@ class HubRunner:
             backoff.reset()
             self._polled()
             self.polling = False
+            self.status.poll_started = None
             interval = src.reconcile_interval if src.stream_live else src.poll_interval
             delay = interval * random.uniform(0.9, 1.1)
 
@@ -263,6 +293,42 @@ class HubRunner:
                 while self._done_items < mark:
                     self._progress.clear()
                     await self._progress.wait()
+
+    def health_soon(self, why: str) -> None:
+        """Run a health round now instead of at the end of the interval (``why`` goes to the debug log)."""
+        self.log.debug("health round requested", why=why)
+        self._health_now.set()
+
+    async def _health_loop(self) -> None:
+        src = self.source
+        assert src is not None and src.health_interval is not None
+        interval = src.health_interval
+        floor = base.HUB_RETRY_FLOOR
+        backoff = Backoff(floor, max(src.backoff_max, interval), floor=min(floor, src.backoff_max))
+        delay = random.uniform(0, min(1.0, interval / 10))
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._health_now.wait()
+            self._health_now.clear()
+            if self.journal.full:
+                await self.journal.wait_room()  # the answer could not be recorded: do not ask the hub
+            try:
+                readings = await src.health()
+                if readings:
+                    await self.pipeline.ingest(self.name, src.hub_type, readings)
+            except (HubError, JournalError) as exc:
+                # A failing hub is asked no more often than a healthy one; longer while it keeps failing.
+                delay = max(interval * random.uniform(0.9, 1.1), backoff.next())
+                text = shorten(str(exc), 300)
+                self.status.health_detail = text
+                self.rate_log.warning("health", "hub health not read; retrying", error=text, retry_in=round(delay, 1))
+                continue
+            backoff.reset()
+            self.rate_log.forget("health")
+            self.status.health_rounds += 1
+            self.status.health_detail = ""
+            delay = interval * random.uniform(0.9, 1.1)
 
     async def _next_poll(self, delay: float) -> None:
         """Wait ``delay``, or less when a reconciliation is asked for, but at least ``min_gap`` after the last poll."""
@@ -312,7 +378,8 @@ class HubRunner:
         else:
             self.status.state, self.status.detail = "offline", text
             if self._online is not False:
-                self.log.warning("hub poll failed; backing off", error=text, retry_in=round(wait, 1))
+                until = time.strftime("%H:%M:%S", time.localtime(time.time() + wait))
+                self.log.warning("hub poll failed; backing off", error=text, retry_in=round(wait, 1), until=until)
             else:
                 self.log.debug("hub poll failed again", error=text, retry_in=round(wait, 1))
         if self._online is not False and not isinstance(exc, JournalError):

@@ -270,10 +270,11 @@ async def test_cli_lists_dead_letters(tmp_path: Path) -> None:
     assert obj["reason"] == "file refused: no space left on device"
     assert obj["event"] == r[1].event()
 
+    # A sink neither configured nor in the journal is a mistake to point out, not an empty (reassuring) list.
     result = cli("--sink", "splunk")
-    assert result.returncode == 0
+    assert result.returncode == 2
     assert result.stdout == ""
-    assert "0 dead-lettered event(s) for sink splunk" in result.stderr
+    assert "unknown sink 'splunk'" in result.stderr and "archive" in result.stderr
 
 
 async def test_dead_letters_are_purged_by_count_and_age(journal_path: Path) -> None:

@@ -14,6 +14,8 @@ and reproduces the wire formats and quirks documented in ``/work/shared/referenc
 * ``/eventsocket`` (ref §2): hand-built JSON text frames with ``"null"`` strings and integer ids, optional
   duplicated / split frames, optional server pings, dead (silent) sockets and abrupt drops.
 * A few hub-root health endpoints (ref §4) and a booting state ("Your hub is starting up").
+* The cloud relay in front of it (``/api/<hubUID>/apps/<appId>/...``, ref §1.1, §3): Maker API only, and the
+  relay's own errors (hub offline, timeout, rate limit) on demand (``relay_fault``).
 * Fault injection beyond the hub's own quirks: exact raw bodies for any Maker API path
   (``raw_responses``), slow device details (``detail_delay``), raw eventsocket frames (``inject_frame``) and
   raw webhook bodies (``post_raw``).
@@ -27,6 +29,7 @@ The default device set (:func:`default_devices`) is ``data/devices.json``; :func
 * ``simulator``: :class:`HubitatSim`, assembled from the parts below, with server lifecycle and request counters;
 * ``state``: hub state and event generation; ``model`` / ``values``: the device model and value rendering;
 * ``maker`` (+ ``render``): Maker API routes and their JSON; ``responses``: the hub's HTTP responses;
+* ``cloud``: the cloud relay's routes and faults;
 * ``eventsocket``: the WebSocket push channel; ``posturl``: the webhook push channel;
 * ``health``: hub-root admin endpoints and reboot; ``devices`` / ``fixtures``: package data;
 * ``cli`` / ``__main__``: ``python -m bridge.sim.hubitat --port 8081``, a manual demo hub with random activity.

@@ -20,6 +20,7 @@ async def _run_cli(args: argparse.Namespace) -> None:
         print(f"Hubitat simulator listening on {sim.url}")
         print(f"  Maker API:   {base}/devices/all?access_token={sim.access_token}")
         print(f"  eventsocket: ws://{args.host}:{sim.port}/eventsocket")
+        print(f"  cloud relay: {sim.cloud_url}/apps/{sim.app_id}/devices/all?access_token={sim.access_token}")
         print(f"  devices:     {', '.join(sim.devices())}")
         print("Changing a few attributes every", args.interval, "s; Ctrl-C to stop.")
         await sim.random_activity(args.interval)

@@ -77,8 +77,10 @@ class MakerApiMixin(PostUrlMixin):
             return not_found()  # no such Maker API instance: the hub's bare 404 page, whatever the token
         if not self._authorized(request):
             return invalid_token()
-        parts = request.raw_path.partition("?")[0].split("/", 4)
-        tail = parts[4] if len(parts) > 4 else ""
+        # /apps/api/<id>/<tail> on the LAN, /api/<hubUID>/apps/<id>/<tail> through the cloud relay.
+        skip = 5 if "hub_uid" in request.match_info else 4
+        parts = request.raw_path.partition("?")[0].split("/", skip)
+        tail = parts[skip] if len(parts) > skip else ""
         segs = [unquote(s) for s in tail.split("/")]
         while segs and segs[-1] == "":
             segs.pop()

@@ -8,15 +8,15 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.sim.hubitat.cloud import CloudRelayMixin
 from bridge.sim.hubitat.health import HubHealthMixin
-from bridge.sim.hubitat.maker import MakerApiMixin
 from bridge.sim.hubitat.responses import error_page, hub_headers
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-class HubitatSim(HubHealthMixin, MakerApiMixin):
-    """A Hubitat Elevation hub on 127.0.0.1: Maker API, postURL webhook and /eventsocket.
+class HubitatSim(HubHealthMixin, CloudRelayMixin):
+    """A Hubitat Elevation hub on 127.0.0.1: Maker API, postURL webhook and /eventsocket, and its cloud relay.
 
     Quirk and fault switches are plain public attributes and may be flipped at any time; observation
     counters are plain attributes too. Each part sets up its own: hub state (``state.py``), eventsocket
@@ -32,12 +32,17 @@ class HubitatSim(HubHealthMixin, MakerApiMixin):
         access_token: str = "sim-token",
         devices: list[dict[str, Any]] | None = None,
         seed: int = 0,
+        hub_uid: str | None = None,
     ) -> None:
-        super().__init__(app_id=app_id, access_token=access_token, devices=devices, seed=seed)
+        super().__init__(app_id=app_id, access_token=access_token, devices=devices, seed=seed, hub_uid=hub_uid)
         # --- quirks -------------------------------------------------------------------------------------------
         self.overload_limit: int | None = None  # >N concurrent Maker API requests -> HTTP 500 (ref §5.6)
         # --- faults -------------------------------------------------------------------------------------------
         self.response_delay: float = 0.0  # seconds before any HTTP request is handled
+        #: A "500 storm" (a hub about to wedge): every HTTP request but /eventsocket gets the hub's HTML 500 page,
+        #: Maker API (LAN or through the relay) and admin endpoints alike, until switched off.
+        self.storm: bool = False
+        self.storm_answers: int = 0  # 500s the storm gave
         # --- observation --------------------------------------------------------------------------------------
         self.requests: list[tuple[str, str]] = []  # (method, path without the query) in arrival order
         self.max_in_flight: int = 0
@@ -68,6 +73,7 @@ class HubitatSim(HubHealthMixin, MakerApiMixin):
         app.router.add_get("/hub/advanced/{name}", self._handle_hub_advanced)
         app.router.add_post("/hub/reboot", self._handle_hub_reboot)
         app.router.add_get("/hub/reboot", self._handle_hub_reboot_get, allow_head=False)
+        self.add_relay_routes(app)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.25, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -108,7 +114,8 @@ class HubitatSim(HubHealthMixin, MakerApiMixin):
         self.requests.append((request.method, path))
         if path == "/eventsocket":
             return await handler(request)
-        is_poll = path.endswith("/devices/all") and path.startswith("/apps/api/")
+        maker = path.startswith(("/apps/api/", "/api/"))  # on the LAN or through the cloud relay
+        is_poll = path.endswith("/devices/all") and maker
         self._in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self._in_flight)
         if is_poll:
@@ -119,7 +126,10 @@ class HubitatSim(HubHealthMixin, MakerApiMixin):
         try:
             if self.response_delay > 0:
                 await asyncio.sleep(self.response_delay)
-            if overloaded and path.startswith("/apps/api/"):
+            if self.storm and not (path.startswith("/api/") and self.relay_fault is not None):
+                self.storm_answers += 1
+                return error_page(500)
+            if overloaded and maker:
                 # Bursts of simultaneous Maker API calls get HTTP 500 (node-red #46, ref §5.6).
                 return error_page(500)
             return await handler(request)

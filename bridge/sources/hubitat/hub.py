@@ -29,6 +29,8 @@ from bridge.sources.base import HubContext, Route, Source, Stream
 from bridge.sources.hubitat.client import MakerApi
 from bridge.sources.hubitat.config import HubitatConfig
 from bridge.sources.hubitat.eventsocket import EventSocket, Frame
+from bridge.sources.hubitat.health import HubHealth
+from bridge.sources.hubitat.storm import StormWatch
 from bridge.sources.hubitat.streams import Copy, DualStreamMatcher
 from bridge.sources.hubitat.types import TypeBook
 from bridge.sources.hubitat.values import (
@@ -58,7 +60,10 @@ class HubitatSource(Source):
         self.poll_interval = self.cfg.poll_interval
         self.reconcile_interval = self.cfg.reconcile_interval
         self.backoff_max = self.cfg.backoff_max
+        self.health_interval = self.cfg.health_interval if self.cfg.health else None
         self._session: aiohttp.ClientSession | None = None
+        self._health_session: aiohttp.ClientSession | None = None
+        self._health: HubHealth | None = None
         self._api: MakerApi | None = None
         self._types: TypeBook | None = None
         self._socket: EventSocket | None = None
@@ -86,7 +91,13 @@ class HubitatSource(Source):
         cfg = self.cfg
         tls = connector_tls(cfg.url, cfg.tls, self.hub.log)
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls, limit=cfg.max_concurrency + 2))
-        self._api = MakerApi(cfg, self._session)
+        storm = StormWatch(self.hub)
+        await storm.load()
+        self._api = MakerApi(cfg, self._session, storm)
+        if cfg.health:
+            # A session of its own: health rounds never wait for (or take) a connection of the device poll.
+            self._health_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls, limit=1))
+            self._health = HubHealth(cfg, self._health_session, self.hub, storm)
         self._types = TypeBook(
             self._api, self.hub, spacing=cfg.detail_spacing, park_timeout=max(5.0, 2 * cfg.request_timeout)
         )
@@ -103,6 +114,9 @@ class HubitatSource(Source):
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._health_session is not None:
+            await self._health_session.close()
+            self._health_session = None
 
     def streams(self) -> dict[str, Stream]:
         out: dict[str, Stream] = {"types": self.types.run}
@@ -111,6 +125,9 @@ class HubitatSource(Source):
         if self.cfg.advertise_url:
             out["postURL"] = self._register_post_url
         return out
+
+    async def health(self) -> list[Reading]:
+        return [] if self._health is None else await self._health.read()
 
     @property
     def stream_live(self) -> bool:

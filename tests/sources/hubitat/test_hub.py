@@ -125,6 +125,7 @@ class Bridge:
             "eventsocket_timeout": "3s",
         }
         hub_cfg.update(hub)
+        hub_cfg = {k: v for k, v in hub_cfg.items() if v is not None}  # None: leave the key out
         config = {
             "state_dir": str(directory / "state"),
             "listen": listen,
@@ -555,7 +556,8 @@ async def test_hub_faults_offline_then_online(
     await b.wait_event(kind="bridge", attribute="hub_status", value="online", previous="offline")
     ev = await b.wait_written(device_id="1360", attribute="humidity", value=44)
     assert ev["previous"] == 18 and ev["source"] == "reconcile"
-    statuses = [e["value"] for e in b.written() if e["attribute"] == "hub_status"]
+    # The bridge's view; a run of 500s is also the hub's own kind: hub degraded/online (test_storm.py).
+    statuses = [e["value"] for e in b.written() if e["attribute"] == "hub_status" and e["kind"] == "bridge"]
     assert statuses == ["online", "offline", "online"]
 
 
@@ -1239,7 +1241,9 @@ async def test_lock_codes_are_not_forwarded_unless_asked(
     sim.set_attribute("176", "switch", "on")
     await b.wait_written(device_id="176", attribute="switch", value="on")
     assert not b.find(attribute="lockCodes")
-    assert "1234" not in b.sink_path.read_text(encoding="utf-8")
+    # Not anywhere in what was written: ids and times are numbers that may contain the digits by chance.
+    lines = [json.loads(line) for line in b.sink_path.read_text(encoding="utf-8").splitlines()]
+    assert lines and not [ev for ev in lines if "1234" in json.dumps({**ev, "id": None, "time": None})]
     await b.stop()
     bridges.remove(b)
     (tmp_path / "opt-in").mkdir()

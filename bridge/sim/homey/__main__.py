@@ -1,0 +1,3 @@
+from bridge.sim.homey.cli import main
+
+main()
