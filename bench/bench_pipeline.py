@@ -1,6 +1,12 @@
 """Benchmark: eventsocket -> diff -> journal -> file sink, and one diff pass over 100 000 attributes.
 
-Run:  python bench/bench_pipeline.py [--events 50000]
+Run:  python bench/bench_pipeline.py [--events 50000] [--dual]
+
+``--dual``: the hub also has POST-URL on (``webhook_secret`` + ``advertise_url``), so every event arrives twice,
+once per channel, and the bridge matches the copies (and keeps the journal's durable record of recent values that
+lets it match them across a restart). The POSTs lag behind the eventsocket; the figure waits for both. Keep
+``--events`` at most 256 per attribute (the simulator has 15 numeric ones: 3840): the matcher remembers 256 values
+per attribute, and a POST more than that behind its eventsocket copy is taken as a change (the bench counts those).
 
 Everything runs in ONE process on one event loop: the Hubitat simulator that produces the frames, the bridge
 (eventsocket reader, typing, diff, SQLite journal with synchronous=FULL, delivery loop, file sink with fsync per
@@ -13,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import socket
 import statistics
 import sys
 import tempfile
@@ -40,18 +47,35 @@ hubs:
     eventsocket: true
     poll_interval: 1h
     detail_spacing: 0s
-sinks:
+{dual}sinks:
   - name: archive
     type: file
     path: {dir}/events.jsonl
 """
 
 
-async def end_to_end(n_events: int) -> tuple[float, float]:
+DUAL = """\
+    webhook_secret: bench-secret
+    advertise_url: http://127.0.0.1:{port}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def end_to_end(n_events: int, dual: bool = False) -> tuple[float, float, int]:
     with tempfile.TemporaryDirectory(prefix="hubbridge-bench-") as tmp:
         async with HubitatSim(access_token="bench-token") as sim:
             cfg_path = Path(tmp) / "bench.yaml"
-            cfg_path.write_text(CONFIG.format(dir=tmp, url=sim.url), encoding="utf-8")
+            port = free_port()
+            text = CONFIG.format(dir=tmp, url=sim.url, dual=DUAL.format(port=port) if dual else "")
+            if dual:
+                text = text.replace("listen: 127.0.0.1:0", f"listen: 127.0.0.1:{port}")
+            cfg_path.write_text(text, encoding="utf-8")
             cfg = load_config(cfg_path)
             from bridge.logs import setup_logging
 
@@ -64,27 +88,60 @@ async def end_to_end(n_events: int) -> tuple[float, float]:
             while not (hub.status.polls >= 1 and hub.runner and hub.runner.source and hub.runner.source.stream_live):
                 await asyncio.sleep(0.05)
             delivery = runtime.sinks["archive"]
-            await _wait(lambda: delivery.lag == 0)
+            await _wait(lambda: delivery.lag == 0 and (not dual or sim.posted_url is not None))
             keys = [k for k, v in sim.state().items() if isinstance(v, int) and not isinstance(v, bool)]
             base_head = runtime.journal.head
             changes = [(keys[i % len(keys)][0], keys[i % len(keys)][1], 10_000_000 + i) for i in range(n_events)]
             t0, c0 = time.perf_counter(), time.process_time()
             await sim.push_burst(changes, timeout=600)
             await _wait(lambda: runtime.journal.head - base_head >= n_events and delivery.lag == 0)
+            if dual:
+                await sim.wait_posts_idle(timeout=600)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            await _wait(lambda: delivery.lag == 0)
             got = runtime.journal.head - base_head
             stop.set()
             await task
             lines = (Path(tmp) / "events.jsonl").read_text().count("\n")
-            assert got == n_events, f"journal got {got} of {n_events} changes"
+            assert got >= n_events, f"journal got {got} of {n_events} changes"
+            assert dual or got == n_events, f"journal got {got} of {n_events} changes"
+            if dual:
+                bad = sum(1 for _, status in sim.post_results if status != 200)
+                assert not bad, f"{bad} POSTs were not answered 200"
             assert lines >= n_events, f"file has {lines} lines"
-            return wall, cpu
+            return wall, cpu, got - n_events
 
 
 async def _wait(cond: object) -> None:
     assert callable(cond)
     while not cond():
         await asyncio.sleep(0.005)
+
+
+async def ingest_cost(n: int = 50_000, batch: int = 200, rounds: int = 3) -> tuple[float, float]:
+    """CPU microseconds per change of Pipeline.ingest + commit, without and with ``remember`` (the recent table)."""
+    from bridge.journal import Journal
+    from bridge.pipeline import Pipeline
+
+    out: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for remember in (False, True):
+            with tempfile.TemporaryDirectory(prefix="hubbridge-bench-") as tmp:
+                journal = Journal(Path(tmp) / "journal.sqlite3")
+                await journal.open()
+                committer = asyncio.create_task(journal.run())
+                pipeline = await Pipeline.open(journal)
+                c0 = time.process_time()
+                for start in range(0, n, batch):
+                    readings = [
+                        Reading("device", str(i % 50), "level", i, "eventsocket", device="d")
+                        for i in range(start, start + batch)
+                    ]
+                    await pipeline.ingest("bench", "hubitat", readings, remember=remember)
+                out[remember].append((time.process_time() - c0) / n * 1e6)
+                committer.cancel()
+                await journal.close()
+    return statistics.median(out[False]), statistics.median(out[True])
 
 
 def diff_pass(n: int = 100_000, rounds: int = 7) -> tuple[float, float]:
@@ -113,13 +170,21 @@ def diff_pass(n: int = 100_000, rounds: int = 7) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--dual", action="store_true", help="POST-URL on too: every event arrives on both channels")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, pid {os.getpid()}")
-    wall, cpu = asyncio.run(end_to_end(args.events))
+    wall, cpu, unmatched = asyncio.run(end_to_end(args.events, args.dual))
     print(
-        f"eventsocket -> journal (sqlite WAL, synchronous=FULL) -> file sink (fsync per batch): "
+        f"{'eventsocket + POST-URL' if args.dual else 'eventsocket'} -> journal (sqlite WAL, synchronous=FULL) "
+        "-> file sink (fsync per batch): "
         f"{args.events} events in {wall:.2f} s = {args.events / wall:,.0f} events/s "
         f"(process CPU {cpu:.2f} s = {args.events / cpu:,.0f} events per CPU-second, simulator included)"
+        + (f"; POST copies taken as changes: {unmatched}" if args.dual else "")
+    )
+    plain, remember = asyncio.run(ingest_cost())
+    print(
+        f"Pipeline.ingest + commit, 50 000 changes in batches of 200: {plain:.1f} us CPU per change, "
+        f"{remember:.1f} us with the recent-values record (remember=True; median of 3)"
     )
     unchanged, changed = diff_pass()
     print(

@@ -9,6 +9,7 @@ journal returns only once that value is durable (never acknowledge before commit
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Sequence
 
 import structlog
@@ -17,7 +18,7 @@ from bridge.backoff import RateLimitedLog
 from bridge.diff import Diff, Differ, StateKey, StateRow
 from bridge.errors import JournalError
 from bridge.events import Event, EventRefused, Reading, dumps, encode_event, shorten
-from bridge.journal import Encoded, EncodedState, Journal
+from bridge.journal import Encoded, EncodedRecent, EncodedState, Journal
 
 log = structlog.get_logger("bridge.pipeline")
 
@@ -50,21 +51,26 @@ class Pipeline:
         readings: Iterable[Reading],
         *,
         on_changes: OnChanges | None = None,
+        remember: bool = False,
     ) -> list[Event]:
         """Diff ``readings`` and durably record the changes with the new last-known values.
 
         Raises :class:`JournalFull` before diffing when the journal has no room, so nothing is remembered and a
         later reading is still a change. Raises :class:`JournalError` when the commit failed (its changes are taken
         back) or a commit this ingest's unchanged values depended on failed; retrying the same readings is safe.
+
+        ``remember``: the changes also go to the journal's short record of recent values (:meth:`Journal.recent`),
+        in the same commit.
         """
         self.journal.check_room()
         received: list[Reading] | None = None
         if self.on_readings is not None:
             readings = received = readings if isinstance(readings, list) else list(readings)
         diff = self.differ.diff(hub, hub_type, readings)
-        encoded, rows = self._encode(hub, diff)
+        recent: list[EncodedRecent] | None = [] if remember and diff.events else None
+        encoded, rows = self._encode(hub, diff, recent)
         try:
-            future = self.journal.submit(encoded, rows)
+            future = self.journal.submit(encoded, rows, recent or ())
         except JournalError:
             self.differ.settle(diff, ok=False)
             raise
@@ -120,8 +126,12 @@ class Pipeline:
         stored = self.differ.seed(rows)
         await asyncio.shield(self.journal.submit([], [(r.key, dumps(r.value), r.seq) for r in stored]))
 
-    def _encode(self, hub: str, diff: Diff) -> tuple[list[Encoded], list[EncodedState]]:
+    def _encode(
+        self, hub: str, diff: Diff, recent: list[EncodedRecent] | None = None
+    ) -> tuple[list[Encoded], list[EncodedState]]:
+        """The events as journal rows and the new last-known values; every event's value also to ``recent``."""
         encoded: list[Encoded] = []
+        now = time.time() if recent is not None else 0.0
         rows: dict[StateKey, EncodedState] = {}
         i = 0
         events, changes = diff.events, diff.changes
@@ -137,6 +147,8 @@ class Pipeline:
             encoded.append((ev.id, body, size))
             key, _, after = changes[i]
             rows[key] = (key, value, after[1])
+            if recent is not None:
+                recent.append((hub, key[1], key[2], key[3], value, ev.source, now))
             i += 1
         return encoded, list(rows.values())
 

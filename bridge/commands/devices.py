@@ -30,6 +30,7 @@ from bridge.diff import same_value
 from bridge.errors import BridgeError, ConfigError, JournalError
 from bridge.events import Event, Reading
 from bridge.filters import FilterEngine
+from bridge.journal import Recent
 from bridge.logs import setup_logging
 from bridge.sources import SOURCES
 
@@ -101,6 +102,9 @@ class _DryRun:
 
     async def set_meta(self, key: str, value: Any) -> None:
         self.meta[key] = value
+
+    async def recent(self, within: float) -> list[Recent]:
+        return []  # a dry run recorded nothing, so there is nothing to match copies against
 
 
 async def _sample(cfg: Any, state_dir: Path, seconds: float) -> _DryRun:

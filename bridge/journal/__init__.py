@@ -2,16 +2,29 @@
 
 from bridge.journal.lock import StateDirLock, prepare_state_dir
 from bridge.journal.schema import SCHEMA_VERSION
-from bridge.journal.store import DeadLetter, DiskUse, Encoded, EncodedState, FilterRow, Journal, Record, SinkSpec
+from bridge.journal.store import (
+    DeadLetter,
+    DiskUse,
+    Encoded,
+    EncodedRecent,
+    EncodedState,
+    FilterRow,
+    Journal,
+    Recent,
+    Record,
+    SinkSpec,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
     "DeadLetter",
     "DiskUse",
     "Encoded",
+    "EncodedRecent",
     "EncodedState",
     "FilterRow",
     "Journal",
+    "Recent",
     "Record",
     "SinkSpec",
     "StateDirLock",

@@ -16,9 +16,19 @@ from bridge.errors import JournalError
 
 log = structlog.get_logger("bridge.journal")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-TABLES = """
+# Values recently recorded for hubs that match two push channels (Journal.recent): written in the commit of their
+# events, kept for a couple of minutes, bounded in rows (schema 3).
+RECENT_TABLE = """
+CREATE TABLE IF NOT EXISTS recent (
+    n INTEGER PRIMARY KEY, hub TEXT NOT NULL, kind TEXT NOT NULL, device_id TEXT NOT NULL, attribute TEXT NOT NULL,
+    value TEXT NOT NULL, source TEXT NOT NULL, time REAL NOT NULL
+);
+"""
+
+TABLES = (
+    """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY, id TEXT NOT NULL, body TEXT NOT NULL,
@@ -52,6 +62,8 @@ CREATE INDEX IF NOT EXISTS replays_sink ON replays (sink, n);
 CREATE TABLE IF NOT EXISTS hub_meta (hub TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY (hub, key)) WITHOUT ROWID;
 """
+    + RECENT_TABLE
+)
 
 
 def _v1_to_v2(db: sqlite3.Connection) -> None:
@@ -72,8 +84,16 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
         log.warning("could not switch the journal to incremental vacuum", error=str(exc))
 
 
+def _v2_to_v3(db: sqlite3.Connection) -> None:
+    """The ``recent`` table: values recently recorded for a hub, so two push channels still match after a crash.
+
+    Nothing to convert: it starts empty (a journal written before it knows no recent values, as before).
+    """
+    db.executescript(f"BEGIN IMMEDIATE; {RECENT_TABLE} COMMIT;")
+
+
 # from-version -> the step to the next version
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def check_version(db: sqlite3.Connection, path: str) -> None:

@@ -9,6 +9,13 @@ and no caller is told "done" before its transaction is durable.
 truncated to a small budget, trims run in chunks that fit it, and incremental vacuum gives freed pages back to the
 file system once sinks caught up. The journal is full when the pages in use reach the bound less the WAL budget and
 one commit; it has room again a little below that, so sources do not flap at the edge.
+
+The ``recent`` table is a short durable memory of what was recorded, for a source that must recognise a copy of an
+event it recorded before a crash (Hubitat's eventsocket and POST-URL both carry every event, and the POST copies lag;
+``bridge.sources.hubitat.streams``). A source asks for it per ingest (``remember``); the rows are written in the same
+transaction as their events, so after kill -9 they say exactly what was recorded, nothing more and nothing less.
+They are kept :attr:`Journal.recent_window` seconds, whether or not sinks delivered the events, and at most
+:attr:`Journal.recent_max_rows` rows (about 1/64 of ``max_bytes``); old rows go in the commits that add new ones.
 """
 
 from __future__ import annotations
@@ -41,6 +48,10 @@ ROOM_AGAIN = 0.95
 # How often trimming runs when not forced, and how often retention and shrinking are looked at.
 TRIM_EVERY = 1.0
 MAINTAIN_EVERY = 60.0
+# How long recently recorded values are kept for matching after a restart (the Hubitat matcher's window).
+RECENT_WINDOW = 120.0
+# What one row of the recent table takes on disk at most, roughly (for the bound on their count and the estimate).
+RECENT_ROW_BYTES = 128
 
 
 class Record(NamedTuple):
@@ -64,6 +75,20 @@ class Record(NamedTuple):
 Encoded = tuple[str, str, int]
 # A last-known value ready for the journal: its key, the value as JSON text and its change counter.
 EncodedState = tuple[StateKey, str, int]
+# A recently recorded value for the recent table: hub, kind, device id ("" if none), attribute, value as JSON text,
+# the event's source (eventsocket, webhook, poll...) and the wall-clock time it was recorded.
+EncodedRecent = tuple[str, str, str, str, str, str, float]
+
+
+class Recent(NamedTuple):
+    """A value recorded for a hub within the last :attr:`Journal.recent_window` seconds, oldest first."""
+
+    kind: str
+    device_id: str
+    attribute: str
+    value: Any
+    source: str
+    time: float
 
 
 # What a sink's filters remember about one (hub, kind, device_id, attribute): the last forwarded value (JSON text),
@@ -95,6 +120,7 @@ class _Append:
     state: list[EncodedState]
     nbytes: int
     future: asyncio.Future[None]
+    recent: Sequence[EncodedRecent] = ()
 
 
 @dataclass(slots=True)
@@ -127,6 +153,10 @@ class Journal:
         self.commit_window = commit_window
         self.dead_letter_max_count = dead_letter_max_count
         self.dead_letter_max_age = dead_letter_max_age
+        self.recent_window = RECENT_WINDOW
+        # Rows of the recent table at most: about 1/64 of max_bytes (64 KiB at the smallest bound, 4 MiB).
+        self.recent_max_rows = max(512, min(100_000, max_bytes // 64 // RECENT_ROW_BYTES))
+        self._recent_n = 0  # the n of the newest row of the recent table (journal thread only)
         # The WAL is checkpointed and truncated at this size; a commit and a trim chunk are kept below it too, so
         # the WAL never holds more than about twice this.
         self.wal_budget = min(4 * 1024**2, max(256 * 1024, max_bytes // 16))
@@ -202,6 +232,7 @@ class Journal:
                 self._head = max(self._head, int(stored_head[0]))
             self._bytes = db.execute("SELECT COALESCE(SUM(size), 0) FROM events").fetchone()[0]
             self._cursors = dict(db.execute("SELECT sink, seq FROM cursors").fetchall())
+            self._recent_n = db.execute("SELECT COALESCE(MAX(n), 0) FROM recent").fetchone()[0]
         except sqlite3.Error as exc:
             if db is not None:
                 db.close()
@@ -359,8 +390,12 @@ class Journal:
 
     # ---------------------------------------------------------------- append (group commit)
 
-    def submit(self, events: list[Encoded], state: list[EncodedState]) -> asyncio.Future[None]:
+    def submit(
+        self, events: list[Encoded], state: list[EncodedState], recent: Sequence[EncodedRecent] = ()
+    ) -> asyncio.Future[None]:
         """Queue ``events`` with the new last-known values ``state`` for the next commit; the future says when.
+
+        ``recent``: rows for the recent table (see the module docstring), committed with the events.
 
         Raises :class:`JournalFull` at once when there is no room (nothing is queued, so the caller's diff must be
         taken back), :class:`JournalError` when the journal is closed. The future fails with :class:`JournalError`
@@ -374,7 +409,7 @@ class Journal:
         if not events and not state:
             fut.set_result(None)
             return fut
-        self._pending.append(_Append(events, state, sum(e[2] for e in events), fut))
+        self._pending.append(_Append(events, state, sum(e[2] for e in events), fut, recent))
         self._wake.set()
         return fut
 
@@ -451,7 +486,9 @@ class Journal:
         seq = self._head
         rows: list[tuple[int, str, str, int]] = []
         state: dict[StateKey, EncodedState] = {}
+        recent: list[tuple[int, str, str, str, str, str, str, float]] = []
         nbytes = 0
+        n = self._recent_n
         for item in batch:
             for id_, body, size in item.events:
                 seq += 1
@@ -459,6 +496,9 @@ class Journal:
                 rows.append((seq, id_, body, size))
             for row in item.state:
                 state[row[0]] = row
+            for r in item.recent:
+                n += 1
+                recent.append((n, *r))
         with self._transaction("journal commit failed") as db:
             db.executemany("INSERT INTO events (seq, id, body, size) VALUES (?, ?, ?, ?)", rows)
             db.executemany(
@@ -468,14 +508,42 @@ class Journal:
             )
             if rows:
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (str(seq),))
+            if recent:
+                db.executemany("INSERT INTO recent VALUES (?, ?, ?, ?, ?, ?, ?, ?)", recent)
+                # Rows are in time order (n grows with the wall clock, save for clock steps): the subquery reads only
+                # the expired rows and the first one kept, so this costs what it deletes. The count bound holds
+                # whatever the clock does.
+                db.execute(
+                    "DELETE FROM recent WHERE n <= ? OR n < (SELECT n FROM recent WHERE time >= ? ORDER BY n LIMIT 1)",
+                    (n - self.recent_max_rows, time.time() - self.recent_window),
+                )
+        self._recent_n = n
+        nbytes_disk = nbytes + len(recent) * RECENT_ROW_BYTES
         # Measuring costs a few syscalls: small commits add their bytes to the last measure (an overestimate, as
         # pages are filled), and the files are measured again once that estimate moved by a sixteenth of the WAL
         # budget. The bound stays conservative either way.
-        self._unmeasured += nbytes
+        self._unmeasured += nbytes_disk
         if self._unmeasured < self.wal_budget // 16:
             disk = self._disk
-            return len(rows), nbytes, DiskUse(disk.file_bytes + nbytes, disk.used_bytes + nbytes)
+            return len(rows), nbytes, DiskUse(disk.file_bytes + nbytes_disk, disk.used_bytes + nbytes_disk)
         return len(rows), nbytes, self._measure_sync()
+
+    async def recent(self, hub: str, within: float) -> list[Recent]:
+        """What was recorded for ``hub`` with ``remember`` in the last ``within`` seconds (wall clock), oldest first.
+
+        Bounded by :attr:`recent_window` and :attr:`recent_max_rows` whatever ``within`` says.
+        """
+        since = time.time() - min(within, self.recent_window)
+
+        def _recent() -> list[Recent]:
+            rows = self.db.execute(
+                "SELECT kind, device_id, attribute, value, source, time FROM recent WHERE hub = ? AND time >= ? "
+                "ORDER BY n",
+                (hub, since),
+            )
+            return [Recent(k, d, a, json.loads(v), s, t) for k, d, a, v, s, t in rows]
+
+        return await self._call(_recent)
 
     # ---------------------------------------------------------------- reading (sinks)
 

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bridge.backoff import RateLimitedLog
 from bridge.events import Event, Reading, SourceName
+from bridge.journal import Recent
 from bridge.options import HubConfigBase
 
 Stream = Callable[[], Coroutine[Any, Any, None]]
@@ -88,6 +89,10 @@ class HubContext(Protocol):
         """What the source stored under ``key`` for this hub (None if nothing)."""
         ...
 
+    async def recent(self, within: float) -> list[Recent]:
+        """The values recorded for this hub in the last ``within`` seconds while :attr:`Source.remembers` was on."""
+        ...
+
     async def set_meta(self, key: str, value: Any) -> None:
         """Store a small JSON value for this hub in the journal (learned types...)."""
         ...
@@ -137,6 +142,11 @@ class Source(abc.ABC):
     @property
     def reconciles(self) -> bool:
         """Whether polls only reconcile a push stream (their changes say ``source: reconcile``)."""
+        return False
+
+    @property
+    def remembers(self) -> bool:
+        """Whether the journal keeps a short durable record of what it recorded (read back with ``hub.recent``)."""
         return False
 
     async def health(self) -> list[Reading]:

@@ -33,6 +33,7 @@ from aiohttp import web
 from bridge.backoff import Backoff, RateLimitedLog
 from bridge.errors import HubAuthError, HubError, HubUnavailable, JournalError, JournalFull
 from bridge.events import Event, Reading, SourceName, shorten
+from bridge.journal import Recent
 from bridge.options import HubConfigBase
 from bridge.pipeline import Pipeline
 from bridge.sources import base
@@ -119,6 +120,10 @@ class HubRunner:
         self._online: bool | None = None
         self._queue: deque[_Item] = deque()
         self._queued_bytes = 0
+        # Items ever queued, and ever ingested (in queue order): a poll waits for what was queued before its answer.
+        self._queued_items = 0
+        self._done_items = 0
+        self._progress = asyncio.Event()
         self._work = asyncio.Event()
         self._space = asyncio.Event()
         self._busy = False
@@ -193,6 +198,7 @@ class HubRunner:
         # tuple.__new__, not _Item(...): one is made per pushed event, and a NamedTuple's own constructor is Python.
         self._queue.append(tuple.__new__(_Item, (items, size, future, unless, self._loop.time())))
         self._queued_bytes += size
+        self._queued_items += 1
         self._idle.clear()
         self._work.set()
         return future
@@ -221,6 +227,9 @@ class HubRunner:
     async def set_meta(self, key: str, value: Any) -> None:
         await self.journal.set_meta(self.name, key, value)
 
+    async def recent(self, within: float) -> list[Recent]:
+        return await self.journal.recent(self.name, within)
+
     # ------------------------------------------------------------------ polling
 
     async def _poll_loop(self) -> None:
@@ -242,8 +251,11 @@ class HubRunner:
             self.status.poll_started = time.monotonic()
             try:
                 readings = await src.poll(source)
+                await self._pushed_first()
                 readings.append(self._status_reading(True, None))
-                await self.pipeline.ingest(self.name, src.hub_type, readings, on_changes=src.polled)
+                await self.pipeline.ingest(
+                    self.name, src.hub_type, readings, on_changes=src.polled, remember=src.remembers
+                )
             except JournalFull:
                 self.polling = False
                 self.status.poll_started = None
@@ -266,6 +278,21 @@ class HubRunner:
             self.status.poll_started = None
             interval = src.reconcile_interval if src.stream_live else src.poll_interval
             delay = interval * random.uniform(0.9, 1.1)
+
+    async def _pushed_first(self) -> None:
+        """Wait (up to ANSWER_WITHIN) until what the streams queued before the poll's answer is ingested.
+
+        Pushed readings wait in the queue while a poll's readings go straight to the diff, so under load a poll
+        could overtake events received before its answer: an older pushed value then came after the poll's newer
+        one, as a change back (or was dropped as stale after its POST was answered). In queue order they are
+        changes before the snapshot, and the diff drops what the snapshot has older than them.
+        """
+        mark = self._queued_items
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ANSWER_WITHIN):
+                while self._done_items < mark:
+                    self._progress.clear()
+                    await self._progress.wait()
 
     def health_soon(self, why: str) -> None:
         """Run a health round now instead of at the end of the interval (``why`` goes to the debug log)."""
@@ -392,6 +419,11 @@ class HubRunner:
             batch: list[_Item] = []
             n = 0
             while self._queue and (not batch or n + len(self._queue[0].readings) <= INGEST_BATCH):
+                unless = self._queue[0].unless
+                if batch and unless is not None and not unless.done():
+                    # A copy waits for its original's commit, and the original may be in this batch: taking the copy
+                    # too would make the batch wait for itself (COPY_WAIT, with the stream and POSTs stalled).
+                    break
                 item = self._queue.popleft()
                 batch.append(item)
                 n += len(item.readings)
@@ -399,6 +431,8 @@ class HubRunner:
                 await self._ingest(batch, backoff)
             finally:
                 self._queued_bytes -= sum(item.size for item in batch)
+                self._done_items += len(batch)
+                self._progress.set()
                 self._space.set()
 
     async def _ingest(self, batch: list[_Item], backoff: Backoff) -> None:
@@ -414,9 +448,10 @@ class HubRunner:
                 live.append(item)
         readings = [r for item in live for r in item.readings]
         hub_type = self.source_cls.hub_type
+        remember = self.source is not None and self.source.remembers
         while live:
             try:
-                events = await self.pipeline.ingest(self.name, hub_type, readings)
+                events = await self.pipeline.ingest(self.name, hub_type, readings, remember=remember)
             except JournalFull as exc:
                 # Wait for room, answering callers that wait too long meanwhile (the readings stay queued).
                 while self.journal.full:

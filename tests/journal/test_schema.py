@@ -2,6 +2,8 @@
 
 ``fixtures/journal_v1.sqlite3`` was written by the build at commit 1386f30 (schema 1, no user_version) with
 ``fixtures/make_v1_journal.py``: 40 events, sink ``archive`` at seq 25, sink ``splunk`` at 0, one dead letter.
+``fixtures/journal_v2.sqlite3`` was written by the build at commit 926d820 (schema 2) with
+``fixtures/make_v2_journal.py``: 10 switch changes of hub ``home``, sink ``archive`` at seq 4.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from bridge.runtime import Runtime
 from tests.helpers import all_records, running_journal, switch, wait_until
 
 FIXTURE = Path(__file__).parent / "fixtures" / "journal_v1.sqlite3"
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "journal_v2.sqlite3"
 
 
 @pytest.fixture
@@ -56,6 +59,25 @@ async def test_a_first_release_journal_is_upgraded_in_place(old_journal: Path) -
     db = sqlite3.connect(old_journal)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental: the file can shrink now
+    db.close()
+
+
+async def test_a_schema_2_journal_gains_the_recent_values_record_and_keeps_everything(tmp_path: Path) -> None:
+    """The step to schema 3 adds the (empty) record of recent values; events, cursor and last-known values stay,
+    and a remembering ingest works on the upgraded file."""
+    path = tmp_path / "journal.sqlite3"
+    shutil.copy(FIXTURE_V2, path)
+    async with running_journal(path) as j:
+        assert (j.head, j.cursors) == (10, {"archive": 4})
+        assert len(await all_records(j)) == 10
+        assert await j.recent("home", 120.0) == []
+        p = await Pipeline.open(j)
+        assert p.differ.get(("home", "device", "1", "switch")) == "on"
+        (ev,) = await p.ingest("home", "hubitat", [switch("1", "off", "eventsocket")], remember=True)
+        assert ev.previous == "on"
+        assert [(r.value, r.source) for r in await j.recent("home", 120.0)] == [("off", "eventsocket")]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()
 
 

@@ -250,3 +250,41 @@ async def test_a_caller_waiting_too_long_is_answered_and_its_readings_still_land
         await journal._call(lambda: journal.db.execute("PRAGMA query_only=0"))
         await wait_until(lambda: runner._idle.is_set(), "the queue drained")
     assert ("7", 42) in values(await all_records(journal))
+
+
+async def test_a_copy_queued_right_behind_its_original_is_answered_at_once(journal: Journal) -> None:
+    """A POST copy queued just behind its eventsocket original (no lag) is answered as soon as the original is
+    recorded, not after COPY_WAIT: taking both into one batch made the batch wait for its own commit, stalling the
+    stream and every POST behind it for 30 s."""
+    async with running(journal) as runner:
+        loop = asyncio.get_running_loop()
+        original = await runner.push([Reading("device", "5", "level", 40, "eventsocket")], size=10)
+        assert original is not None
+        done: asyncio.Future[None] = loop.create_future()
+        original.add_done_callback(lambda f: done.set_result(None))
+        # Queued in the same tick as the original, so the ingest loop finds both waiting.
+        copy = await runner.push([Reading("device", "5", "level", 40, "webhook")], size=10, unless=done)
+        assert copy is not None
+        async with asyncio.timeout(5):
+            assert await copy == []  # skipped: a copy of what the original committed
+        assert len(await original) == 1
+    assert values(await all_records(journal)).count(("5", 40)) == 1
+
+
+async def test_a_poll_never_overtakes_pushed_events_queued_before_its_answer(journal: Journal) -> None:
+    """An event pushed before a poll answered is recorded before the poll's newer snapshot, never after it: the
+    user sees "on" then "dimmed", not "dimmed", "on" (a change back to a stale value) as before."""
+    async with running(journal) as runner:
+        loop = asyncio.get_running_loop()
+        hold: asyncio.Future[None] = loop.create_future()
+        # The ingest loop is busy (a copy waits for its original), so pushed readings wait in the queue.
+        await runner.push([Reading("device", "7", "level", 1, "webhook")], size=10, unless=hold)
+        pushed = await runner.push([Reading("device", "1", "switch", "on", "eventsocket")], size=10)
+        assert pushed is not None
+        ScriptedSource.state = {"1": "dimmed", "2": "off"}
+        runner.reconcile("test")
+        await wait_until(lambda: len(ScriptedSource.polls) == 2, "the poll ran")
+        hold.set_result(None)
+        await wait_until(lambda: runner.status.polls >= 2, "the poll was recorded")
+        await pushed
+    assert [v for d, v in values(await all_records(journal)) if d == "1"] == ["off", "on", "dimmed"]

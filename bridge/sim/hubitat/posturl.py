@@ -24,6 +24,10 @@ class PostUrlMixin(HubState):
         self.post_location_events: bool = True  # Maker API "Include location events to be sent by POST"
         self.post_drop_rate: float = 0.0  # fraction of webhook POSTs lost on the network (ref §7)
         self.post_timeout: float = 2.0
+        # --- faults -------------------------------------------------------------------------------------------
+        # A stalled sender (a busy hub, a backlog): POSTs queue, in order, until resume_posts(). See pause_posts().
+        self._posts_paused = asyncio.Event()
+        self._posts_paused.set()  # set: not paused
         # --- observation --------------------------------------------------------------------------------------
         self.post_results: list[tuple[dict[str, Any], int | None]] = []  # (body, HTTP status or None)
         self.raw_post_results: list[tuple[bytes, int | None]] = []  # the same for post_raw()
@@ -69,6 +73,18 @@ class PostUrlMixin(HubState):
             raise RuntimeError("no postURL is registered (GET /postURL/<url> or set posted_url)")
         self._queue_post(url, body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body))
 
+    def pause_posts(self) -> None:
+        """Stop sending POSTs (the one on the wire, if any, finishes); new ones queue in event order.
+
+        A hub's POSTs lag behind its eventsocket whenever the receiver is slow (each waits for its answer), so
+        the copies of a burst can still be queued when the receiver restarts; this makes that lag deterministic.
+        """
+        self._posts_paused.clear()
+
+    def resume_posts(self) -> None:
+        """Send the queued POSTs again, oldest first, to the postURL registered at the time each was queued."""
+        self._posts_paused.set()
+
     async def wait_posts_idle(self, timeout: float = 10.0) -> None:
         """Wait until every queued postURL POST has been attempted (raises :class:`TimeoutError`)."""
         async with asyncio.timeout(timeout):
@@ -101,6 +117,9 @@ class PostUrlMixin(HubState):
                 self._posts_idle.set()
                 self._post_wakeup.clear()
                 await self._post_wakeup.wait()
+                continue
+            await self._posts_paused.wait()
+            if not queue:
                 continue
             url, body = queue.popleft()
             if isinstance(body, bytes):

@@ -102,6 +102,9 @@ class HubitatSource(Source):
             self._api, self.hub, spacing=cfg.detail_spacing, park_timeout=max(5.0, 2 * cfg.request_timeout)
         )
         await self._types.load()
+        if self._matcher.enabled:
+            # The POST copies of what a previous process recorded may still come (streams.py: across a crash).
+            self._matcher.seed(await self.hub.recent(self._matcher.window))
         if cfg.eventsocket:
             self._socket = EventSocket(cfg, self._session, self.hub, self._on_frames)
 
@@ -133,6 +136,11 @@ class HubitatSource(Source):
     @property
     def reconciles(self) -> bool:
         return self.cfg.eventsocket
+
+    @property
+    def remembers(self) -> bool:
+        # What is recorded while both channels run is what the matcher must know again after a restart.
+        return self._matcher.enabled
 
     @classmethod
     def routes(cls, cfg: Any) -> list[Route]:
