@@ -16,8 +16,8 @@ import aiohttp
 from bridge.errors import HubAuthError, HubProtocolError, HubUnavailable
 from bridge.events import shorten
 from bridge.http import transport_problem
+from bridge.jsontext import NotJson, loads
 from bridge.metrics import hub_request
-from bridge.sources.hubitat.values import NotJson, loads
 
 # A device map of a few hundred devices is a few megabytes at most.
 MAX_BODY = 32 * 1024 * 1024

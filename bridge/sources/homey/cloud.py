@@ -18,8 +18,8 @@ import aiohttp
 
 from bridge.errors import HubAuthError, HubUnavailable
 from bridge.http import transport_problem
+from bridge.jsontext import NotJson, loads
 from bridge.sources.homey.api import error_text, read_body
-from bridge.sources.hubitat.values import NotJson, loads
 
 # The Homey addresses /user/me gives, in the order homey-api tries them (homey.md 1.2), each with its ping timeout.
 ADDRESS_ORDER = (

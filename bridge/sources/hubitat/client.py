@@ -21,10 +21,10 @@ import aiohttp
 from bridge.errors import HubAuthError, HubProtocolError, HubUnavailable
 from bridge.events import shorten
 from bridge.http import parse_retry_after, transport_problem
+from bridge.jsontext import NotJson, loads
 from bridge.metrics import hub_request
 from bridge.sources.hubitat.config import HubitatConfig
 from bridge.sources.hubitat.storm import StormWatch
-from bridge.sources.hubitat.values import NotJson, loads
 
 # What the cloud relay answers itself [INF] (module docstring): never the hub's own verdict.
 RELAY_STATUSES = frozenset({408, 429, 502, 503, 504})

@@ -23,10 +23,10 @@ import aiohttp
 from bridge.backoff import Backoff
 from bridge.events import shorten
 from bridge.http import transport_problem
+from bridge.jsontext import NotJson, raw_decode
 from bridge.sources import base
 from bridge.sources.base import HubContext
 from bridge.sources.hubitat.config import HubitatConfig
-from bridge.sources.hubitat.values import NotJson, raw_decode
 
 # An object still incomplete after this much text is not a split frame: drop it.
 MAX_PENDING = 1024 * 1024

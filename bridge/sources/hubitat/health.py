@@ -21,10 +21,10 @@ import aiohttp
 from bridge.errors import HubProtocolError, HubUnavailable
 from bridge.events import Reading, clean_text, shorten
 from bridge.http import transport_problem
+from bridge.jsontext import NotJson, loads
 from bridge.sources.base import HubContext
 from bridge.sources.hubitat.config import HubitatConfig
 from bridge.sources.hubitat.storm import StormWatch
-from bridge.sources.hubitat.values import NotJson, loads
 
 # (attribute, value, unit)
 HealthValue = tuple[str, Any, str | None]

@@ -51,6 +51,7 @@ from bridge.backoff import RateLimitedLog
 from bridge.diff import Differ
 from bridge.errors import HubError
 from bridge.events import FIELDS, MAX_EVENT_BYTES, EventRefused, Reading, dumps, encode_event, shorten
+from bridge.jsontext import NotJson, loads, raw_decode
 from bridge.sim.hubitat import default_devices, fixture_json, fixture_text
 from bridge.sim.hubitat.eventsocket import event_frame
 from bridge.sim.hubitat.model import device_from_spec
@@ -62,7 +63,7 @@ from bridge.sources.hubitat.config import HubitatConfig
 from bridge.sources.hubitat.eventsocket import MAX_PENDING, FrameParser
 from bridge.sources.hubitat.hub import HubitatSource
 from bridge.sources.hubitat.types import TypeBook
-from bridge.sources.hubitat.values import NotJson, coerce, loads, post_content, pushed, raw_decode
+from bridge.sources.hubitat.values import coerce, post_content, pushed
 
 SEED = 20250601
 HUB = "fuzz"

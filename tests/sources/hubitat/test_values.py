@@ -1,4 +1,4 @@
-"""Hubitat values and pushed events as pure functions (bridge.sources.hubitat.values), without sockets."""
+"""Hubitat values and pushed events as pure functions (bridge.sources.hubitat.values, bridge.jsontext), without sockets."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from bridge.jsontext import NotJson, loads
 from bridge.sim.hubitat import fixture_json
-from bridge.sources.hubitat.values import NotJson, coerce, loads, post_content, pushed
+from bridge.sources.hubitat.values import coerce, post_content, pushed
 
 
 @pytest.mark.parametrize(
