@@ -27,7 +27,7 @@ from bridge.events import FIELDS, Event
 from bridge.runtime import Runtime
 from bridge.sim.hubitat import HubitatSim, fixture_json
 from bridge.sources.runner import HubRunner, HubStatus
-from tests.helpers import wait_until
+from tests.helpers import BridgeUnderTest, matches, wait_until
 
 TOKEN = "sim-token-7f3a9c1e"
 HUB = "house"
@@ -45,10 +45,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def matches(ev: dict[str, Any], **want: Any) -> bool:
-    return all(ev.get(k) == v for k, v in want.items())
 
 
 class TimedList(list[tuple[str, str]]):
@@ -97,8 +93,10 @@ class TrackingSim(HubitatSim):
         return [t for t, (_, p) in zip(self.requests.times, self.requests, strict=True) if p.endswith(path_suffix)]
 
 
-class Bridge:
+class Bridge(BridgeUnderTest):
     """One bridge process (Runtime) configured from YAML in ``directory``, writing to a file sink there."""
+
+    hub_name = HUB
 
     def __init__(
         self,
@@ -109,9 +107,7 @@ class Bridge:
         top: dict[str, Any] | None = None,
         **hub: Any,
     ) -> None:
-        self.dir = directory
         self.sim = sim
-        self.sink_path = directory / "events.jsonl"
         hub_cfg: dict[str, Any] = {
             "name": HUB,
             "type": "hubitat",
@@ -126,51 +122,7 @@ class Bridge:
             "eventsocket_timeout": "3s",
         }
         hub_cfg.update(hub)
-        hub_cfg = {k: v for k, v in hub_cfg.items() if v is not None}  # None: leave the key out
-        config = {
-            "state_dir": str(directory / "state"),
-            "listen": listen,
-            "hubs": [hub_cfg],
-            "sinks": [
-                {
-                    "name": "archive",
-                    "type": "file",
-                    "path": str(self.sink_path),
-                    "fsync": False,
-                    "batch": {"max_wait": "20ms"},
-                }
-            ],
-            **(top or {}),
-        }
-        self.config_path = directory / "hubbridge.yaml"
-        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        self.cfg = load_config(self.config_path, env={})
-        self.events: list[dict[str, Any]] = []
-        self.runtime = Runtime(self.cfg, on_events=self._on_events)
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def _on_events(self, events: list[Event]) -> None:
-        self.events.extend(ev.to_dict() for ev in events)
-
-    async def start(self) -> Bridge:
-        self._task = asyncio.create_task(self.runtime.run(self._stop), name="bridge-under-test")
-        ready = asyncio.create_task(self.runtime.ready.wait())
-        async with asyncio.timeout(WAIT):
-            await asyncio.wait({self._task, ready}, return_when=asyncio.FIRST_COMPLETED)
-        if self._task.done():
-            ready.cancel()
-            self._task.result()  # raises what went wrong
-            raise AssertionError("the runtime returned before it was ready")
-        return self
-
-    async def stop(self) -> None:
-        if self._task is None:
-            return
-        self._stop.set()
-        async with asyncio.timeout(WAIT + 10):
-            await self._task
-        self._task = None
+        super().__init__(directory, hub_cfg, listen=listen, top=top)
 
     @property
     def runner(self) -> HubRunner:
@@ -190,9 +142,6 @@ class Bridge:
         src = self.runtime.hubs[HUB].runner
         return src is not None and src.source is not None and src.source.stream_live
 
-    def reconcile(self) -> None:
-        self.runner.reconcile("test")
-
     @property
     def port(self) -> int:
         assert self.runtime.server is not None
@@ -201,19 +150,9 @@ class Bridge:
     def post_url(self, secret: str = SECRET, hub: str = HUB) -> str:
         return f"http://127.0.0.1:{self.port}/hubitat/{hub}/{quote(secret, safe='')}"
 
-    def find(self, **want: Any) -> list[dict[str, Any]]:
-        return [ev for ev in self.events if matches(ev, **want)]
-
     async def wait_event(self, what: str = "", **want: Any) -> dict[str, Any]:
         await wait_until(lambda: bool(self.find(**want)), what=what or f"an event {want}")
         return self.find(**want)[0]
-
-    def written(self) -> list[dict[str, Any]]:
-        if not self.sink_path.exists():
-            return []
-        # Only complete lines: the sink may be in the middle of writing a batch.
-        lines = self.sink_path.read_text(encoding="utf-8").split("\n")[:-1]
-        return [json.loads(line) for line in lines if line]
 
     async def wait_written(self, **want: Any) -> dict[str, Any]:
         def found() -> bool:

@@ -1,4 +1,4 @@
-"""Hubitat values and pushed events as pure functions (bridge.sources.hubitat.values, bridge.jsontext), without sockets."""
+"""Hubitat values and pushed events as pure functions (sources.hubitat.values, bridge.jsontext), no sockets."""
 
 from __future__ import annotations
 
