@@ -141,9 +141,14 @@ class DualStreamMatcher:
                     self.seeded -= 1
             for i, note in enumerate(theirs):
                 if note.value == value:
-                    for _ in range(i + 1):
-                        if theirs.popleft().seeded:
-                            self.seeded -= 1
+                    if note.polled:
+                        # A poll's value is out of band: older than eventsocket values already pending (the poll
+                        # was asked before they came), so the notes before it are still owed their POSTs.
+                        del theirs[i]
+                    else:
+                        for _ in range(i + 1):
+                            if theirs.popleft().seeded:
+                                self.seeded -= 1
                     self.copies += 1
                     if self.seeded and channel == CHANNELS[1] and not (note.seeded or note.polled):
                         self._drop_seeded()

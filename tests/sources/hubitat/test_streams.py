@@ -76,3 +76,18 @@ async def test_a_poll_match_is_no_proof_that_the_posts_caught_up() -> None:
     m.note_polled(KEY, 55, committed)
     assert isinstance(m.match("webhook", KEY, "55"), Copy)
     assert isinstance(m.match("webhook", other, "on"), Copy), "still a late copy"
+
+
+async def test_a_polls_value_matched_out_of_order_leaves_the_eventsocket_values_before_it() -> None:
+    """After a restart the poll answers an older value (10) than the eventsocket already sent (11): the POST of 10
+    matches the poll, and the POST of 11 that follows is still the eventsocket's copy, not a change back to 11."""
+    m = DualStreamMatcher()
+    es = m.match("eventsocket", KEY, "11", now=1000.0)
+    assert isinstance(es, Note)
+    es.committed(None)
+    recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    recorded.set_result(None)
+    m.note_polled(KEY, 10, recorded)
+    assert isinstance(m.match("webhook", KEY, "10", now=1000.1), Copy)
+    late = m.match("webhook", KEY, "11", now=1000.2)
+    assert isinstance(late, Copy) and late.original is es
