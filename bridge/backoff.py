@@ -38,6 +38,11 @@ class Backoff:
             wait = max(wait, min(float(server_delay), MAX_SERVER_DELAY))
         return wait
 
+    def ceiling(self, server_delay: float | None = None) -> float:
+        """The longest the next :meth:`next` can wait (what a log line promises: "the next try within ...")."""
+        high = max(self.floor, min(self.cap, self.initial * 2.0 ** min(self.failures, 62)))
+        return max(high, min(float(server_delay), MAX_SERVER_DELAY)) if server_delay else high
+
     def reset(self) -> None:
         self.failures = 0
 

@@ -435,19 +435,30 @@ class Delivery:
         self.status.state, self.status.detail = state, reason
         if self._failing_since is None:
             self._failing_since = now
-        # One line when the problem starts or changes, then at most one per LOG_EVERY while it lasts.
+        # One line when the problem starts or changes, then at most one per LOG_EVERY while it lasts; it says by
+        # when the next attempt comes (the backoff's ceiling: the wait itself is drawn when the probe sleeps).
         if changed:
             self._rate_log.forget(("failing", state, reason))
+        within = self._backoff.ceiling(getattr(outcome, "delay", None))
+        when = {
+            "retry_within": round(within, 2),
+            "until": time.strftime("%H:%M:%S", time.localtime(time.time() + within)),
+        }
         if holding:
             self._rate_log.error(
                 ("failing", state, reason),
                 "sink refuses delivery; holding events until fixed (nothing is dropped)",
                 reason=reason,
                 attempts=self._attempts,
+                **when,
             )
         else:
             self._rate_log.warning(
-                ("failing", state, reason), "sink delivery failed; will retry", reason=reason, attempts=self._attempts
+                ("failing", state, reason),
+                "sink delivery failed; will retry",
+                reason=reason,
+                attempts=self._attempts,
+                **when,
             )
 
     def _recovered(self) -> None:

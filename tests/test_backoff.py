@@ -46,3 +46,13 @@ def test_one_line_per_problem_per_window_with_the_count_of_repeats() -> None:
     log.forget("other")
     log.warning("other", "another problem")
     assert len(capture.lines) == 4
+
+
+def test_the_ceiling_bounds_the_next_wait_and_honours_a_server_delay() -> None:
+    """A log line saying "the next try within N s" tells the truth: next() never waits longer than ceiling()."""
+    b = Backoff(0.5, 60.0)
+    for _ in range(12):
+        ceiling = b.ceiling()
+        assert b.next() <= ceiling
+    assert b.ceiling() == 60.0
+    assert Backoff(0.5, 60.0).ceiling(server_delay=30.0) == 30.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -294,3 +295,5 @@ async def test_one_log_line_per_state_change_not_per_attempt(tmp_path: Path, log
     again = [ln for ln in lines if ln.get("event") == "sink delivering again"]
     assert len(sim.received) == 6
     assert len(failed) == 1 and len(again) == 1 and again[0]["after_attempts"] == 5
+    # The line says by when the next attempt comes (the rig's first backoff step is far below a second).
+    assert 0 < failed[0]["retry_within"] <= 1 and re.fullmatch(r"\d\d:\d\d:\d\d", failed[0]["until"])
