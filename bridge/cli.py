@@ -80,9 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = subcommand(
         sub,
         "demo",
-        "run the real pipeline against built-in hub and Splunk simulators",
-        """Start a simulated Hubitat hub and a simulated Splunk HEC on 127.0.0.1 and run the real bridge between
-        them, printing every event as it is committed.""",
+        "run the real pipeline against built-in hub, Splunk and webhook simulators",
+        """Start a simulated Hubitat hub, a simulated Homey, a simulated Splunk HEC and a webhook receiver on
+        127.0.0.1 and run the real bridge between them, printing every event as it is committed.""",
         [("hubbridge demo", "until Ctrl-C"), ("hubbridge demo --duration 30 --dir ./demo", "30 s, keep the files")],
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: Ctrl-C)")
@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
         "a live view of hubs, sinks, rates and backlog, refreshed in place",
         """A terminal view of the running bridge, refreshed in place every --interval seconds: each hub's state,
         streams, last event and devices; each sink's state, events per second, backlog, oldest undelivered
-        event and in-flight batches. Ctrl-C to leave.""",
+        event and events in flight. Ctrl-C to leave.""",
         [("hubbridge top", "the installed bridge"), ("hubbridge top -c bridge.yaml --interval 5", "slower")],
     )
     add_config(top)
